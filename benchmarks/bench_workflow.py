@@ -1,0 +1,106 @@
+"""Stage times and peak memory of the default qframe workflow (300 x 2500 synthetic market, LightGBM).
+
+Runs the workflow twice in one fresh work directory: cold (market generated,
+features computed) and warm (market and features from the cache), each in its
+own subprocess so peak RSS is per run. Prints one table.
+
+    python benchmarks/bench_workflow.py [--model lightgbm] [overrides ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+STAGES = [
+    "data",
+    "features",
+    "processors",
+    "fit",
+    "predict",
+    "signal analysis",
+    "backtest + risk",
+    "recording",
+    "tracking setup",
+]
+
+
+def child(overrides: list[str], workdir: str) -> None:
+    t0 = time.perf_counter()
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from qframe.app import conf_dir
+    from qframe.core.workflow import run_workflow
+
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=[f"workdir={workdir}", *overrides], return_hydra_config=False)
+    import_s = time.perf_counter() - t0
+    container = OmegaConf.to_container(cfg, resolve=True)
+    t1 = time.perf_counter()
+    result = run_workflow(container)
+    total = time.perf_counter() - t1
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        json.dumps(
+            {
+                "timings": result.timings,
+                "total": total,
+                "imports": import_s,
+                "peak_mb": peak_mb,
+                "metrics": result.metrics,
+                "rows": result.settings["samples"],
+            }
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=linear")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.overrides, args.child)
+        return
+
+    from rich.console import Console
+    from rich.table import Table
+
+    workdir = tempfile.mkdtemp(prefix="qframe-bench-")
+    results = {}
+    for label in ("cold", "warm"):
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", workdir, *args.overrides],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+        )
+        if proc.returncode != 0:
+            sys.exit(f"{label} run failed:\n{proc.stderr[-4000:]}")
+        results[label] = json.loads(proc.stdout.strip().splitlines()[-1])
+
+    table = Table(title=f"qframe workflow, {' '.join(args.overrides) or 'defaults'} (seconds, MB)")
+    table.add_column("stage")
+    for label in results:
+        table.add_column(label, justify="right")
+    for stage in STAGES:
+        table.add_row(stage, *(f"{r['timings'].get(stage, 0.0):.2f}" for r in results.values()))
+    table.add_row("all but fit", *(f"{r['total'] - r['timings'].get('fit', 0.0):.2f}" for r in results.values()))
+    table.add_row("total (in process)", *(f"{r['total']:.2f}" for r in results.values()))
+    table.add_row("imports + compose", *(f"{r['imports']:.2f}" for r in results.values()))
+    table.add_row("peak RSS (MB)", *(f"{r['peak_mb']:.0f}" for r in results.values()))
+    Console().print(table)
+    cold = results["cold"]
+    print(f"rows per segment: {cold['rows']}")
+    print("metrics (cold): " + ", ".join(f"{k}={cold['metrics'][k]:.4f}" for k in ("IC", "Rank IC", "ICIR")))
+
+
+if __name__ == "__main__":
+    main()

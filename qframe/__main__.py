@@ -1,0 +1,3 @@
+from qframe.cli import main
+
+main()

@@ -1,0 +1,111 @@
+"""Signal analysis (IC / Rank IC) and risk analysis of return series, with Qlib's semantics.
+
+* :func:`signal_analysis` is Qlib's ``calc_ic``: per date, the Pearson and Spearman correlation of
+  prediction and label over the instruments where both exist.
+* :func:`risk_analysis` is ``qlib.contrib.evaluate.risk_analysis`` (``mode="sum"`` accumulates returns
+  by addition, Qlib's default; ``mode="product"`` compounds them).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from qframe.core.errors import ConfigError, DataError
+
+RISK_MODES = ("sum", "product")
+
+
+def _grouped_pearson(x: np.ndarray, y: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """Pearson correlation of x and y within each group (``codes`` in [0, n_groups)); NaN below 2 rows."""
+    count = np.bincount(codes, minlength=n_groups).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # centre first (like np.corrcoef) so the sums do not cancel catastrophically
+        xc = x - (np.bincount(codes, x, n_groups) / count)[codes]
+        yc = y - (np.bincount(codes, y, n_groups) / count)[codes]
+        sxy = np.bincount(codes, xc * yc, n_groups)
+        sxx = np.bincount(codes, xc * xc, n_groups)
+        syy = np.bincount(codes, yc * yc, n_groups)
+        corr = sxy / np.sqrt(sxx * syy)
+    corr[count < 2] = np.nan
+    return np.clip(corr, -1.0, 1.0)
+
+
+def signal_analysis(pred: pd.Series, label: pd.Series) -> tuple[pd.DataFrame, dict]:
+    """Daily IC (Pearson) and Rank IC (Spearman) of ``pred`` against ``label``, and their summary.
+
+    Both series are indexed by (datetime, instrument). Rows where either side is missing are dropped
+    (pandas ``Series.corr`` semantics). Returns the daily frame (columns ``IC``, ``RankIC``, indexed by
+    datetime) and ``{"IC", "ICIR", "Rank IC", "Rank ICIR"}`` (IR = mean / std with ddof=1).
+    """
+    for name, s in (("pred", pred), ("label", label)):
+        if not isinstance(s.index, pd.MultiIndex) or "datetime" not in s.index.names:
+            raise DataError(f"signal_analysis: {name} must be indexed by (datetime, instrument), got {s.index.names}")
+    df = pd.concat({"pred": pred, "label": label}, axis=1, join="inner").dropna()
+    dates = df.index.get_level_values("datetime")
+    codes, uniq = pd.factorize(dates, sort=True)
+    x = df["pred"].to_numpy(dtype=float)
+    y = df["label"].to_numpy(dtype=float)
+    ic = _grouped_pearson(x, y, codes, len(uniq))
+    # Spearman = Pearson of the within-date average ranks
+    grouped = df.groupby(codes, sort=False)
+    rx = grouped["pred"].rank(method="average").to_numpy(dtype=float)
+    ry = grouped["label"].rank(method="average").to_numpy(dtype=float)
+    ric = _grouped_pearson(rx, ry, codes, len(uniq))
+    daily = pd.DataFrame({"IC": ic, "RankIC": ric}, index=pd.DatetimeIndex(uniq, name="datetime"))
+    summary = {
+        "IC": float(daily["IC"].mean()),
+        "ICIR": float(daily["IC"].mean() / daily["IC"].std()),
+        "Rank IC": float(daily["RankIC"].mean()),
+        "Rank ICIR": float(daily["RankIC"].mean() / daily["RankIC"].std()),
+    }
+    return daily, summary
+
+
+def risk_analysis(r: pd.Series, N: int = 252, mode: str = "sum") -> dict:
+    """Qlib's risk analysis of a per-period return series.
+
+    ``mode="sum"``: mean and std (ddof=1) of ``r``, annualized return ``mean * N``, max drawdown of the
+    summed curve (``cumsum - cummax(cumsum)``). ``mode="product"``: geometric mean, std of ``log(1 + r)``,
+    compounded annualized return, max drawdown of the compounded curve as a fraction of its running peak.
+    The information ratio is ``mean / std * sqrt(N)`` in both modes.
+    """
+    if mode not in RISK_MODES:
+        raise ConfigError(f"risk_analysis: unknown mode {mode!r}; valid options: {', '.join(RISK_MODES)}")
+    r = pd.Series(r)
+    if mode == "sum":
+        mean = r.mean()
+        std = r.std(ddof=1)
+        annualized_return = mean * N
+        curve = r.cumsum()
+        max_drawdown = (curve - curve.cummax()).min()
+    else:
+        curve = (1 + r).cumprod()
+        mean = curve.iloc[-1] ** (1 / len(r)) - 1
+        std = np.log(1 + r).std(ddof=1)
+        annualized_return = curve.iloc[-1] ** (N / len(r)) - 1
+        max_drawdown = (curve / curve.cummax() - 1).min()
+    information_ratio = mean / std * np.sqrt(N)
+    return {
+        "mean": float(mean),
+        "std": float(std),
+        "annualized_return": float(annualized_return),
+        "information_ratio": float(information_ratio),
+        "max_drawdown": float(max_drawdown),
+    }
+
+
+def risk_report(report: pd.DataFrame, N: int = 252, mode: str = "sum") -> dict[str, dict]:
+    """Risk analysis of a backtest report's benchmark and excess returns, as Qlib's PortAnaRecord logs them.
+
+    Returns ``{"benchmark": ..., "excess_return_without_cost": ..., "excess_return_with_cost": ...}`` where
+    excess without cost is ``return - bench`` and with cost ``return - bench - cost``.
+    """
+    missing = {"return", "bench", "cost"} - set(report.columns)
+    if missing:
+        raise DataError(f"risk_report: the backtest report lacks column(s) {sorted(missing)}")
+    return {
+        "benchmark": risk_analysis(report["bench"], N=N, mode=mode),
+        "excess_return_without_cost": risk_analysis(report["return"] - report["bench"], N=N, mode=mode),
+        "excess_return_with_cost": risk_analysis(report["return"] - report["bench"] - report["cost"], N=N, mode=mode),
+    }

@@ -1,0 +1,56 @@
+"""The two standard run plots (matplotlib, Agg backend, written as PNG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_returns(report: pd.DataFrame, path: Path, mode: str = "sum") -> Path:
+    """Cumulative benchmark return and excess return without and with cost."""
+    plt = _pyplot()
+    series = {
+        "benchmark": report["bench"],
+        "excess return without cost": report["return"] - report["bench"],
+        "excess return with cost": report["return"] - report["bench"] - report["cost"],
+    }
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for label, r in series.items():
+        cum = r.cumsum() if mode == "sum" else (1 + r).cumprod() - 1
+        ax.plot(cum.index, cum.to_numpy(), label=label)
+    ax.axhline(0, color="grey", lw=0.6)
+    ax.set_title(f"Cumulative return ({'summed' if mode == 'sum' else 'compounded'})")
+    ax.legend(loc="best")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_ic(daily_ic: pd.DataFrame, path: Path, window: int = 20) -> Path:
+    """Daily IC and Rank IC with their rolling means."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for col, color in (("IC", "tab:blue"), ("RankIC", "tab:orange")):
+        ax.bar(daily_ic.index, daily_ic[col].to_numpy(), color=color, alpha=0.25, width=1.0, label=f"daily {col}")
+        rolling = daily_ic[col].rolling(window, min_periods=1).mean()
+        ax.plot(rolling.index, rolling.to_numpy(), color=color, label=f"{col} {window}-day mean")
+    ax.axhline(0, color="grey", lw=0.6)
+    ax.set_title("Information coefficient on the test segment")
+    ax.legend(loc="best")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,122 @@
+"""MLflow tracking: store set-up, run context, and what a qframe run records.
+
+The default store is a sqlite database under the qframe work directory with an
+absolute URI (Hydra jobs may change directory). It is created once, under a
+file lock, before any run touches it: several processes creating a new sqlite
+store at the same time crash on schema migration.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_TELEMETRY_ENABLED", "false")
+
+from filelock import FileLock  # noqa: E402
+
+import qframe  # noqa: E402
+
+
+def resolve_tracking_uri(configured: str | None, workdir: Path) -> str:
+    """Config first, then ``MLFLOW_TRACKING_URI``, then ``sqlite:///<workdir>/mlflow.db``."""
+    if configured:
+        return str(configured)
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{(workdir / 'mlflow.db').resolve()}"
+
+
+def ensure_experiment(uri: str, experiment: str, artifact_root: Path) -> str:
+    """Create the store (once, under a lock) and the experiment; return the experiment id."""
+    from mlflow.tracking import MlflowClient
+
+    # mlflow installs its own INFO handler; schema-creation chatter is not news to a user
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    lock_dir = artifact_root.parent if uri.startswith("sqlite:") else Path.home() / ".cache" / "qframe"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock_dir / "mlflow-store.lock")):
+        client = MlflowClient(tracking_uri=uri)
+        found = client.get_experiment_by_name(experiment)
+        if found is not None:
+            return found.experiment_id
+        location = (artifact_root / experiment).resolve().as_uri() if uri.startswith(("sqlite:", "file:")) else None
+        return client.create_experiment(experiment, artifact_location=location)
+
+
+def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}``; lists are JSON."""
+    out: dict[str, str] = {}
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        elif isinstance(value, (list, tuple)):
+            out[name] = json.dumps(value, default=str)[:6000]
+        else:
+            out[name] = str(value)[:6000]
+    return out
+
+
+def git_state(directory: Path) -> tuple[str, bool] | None:
+    """(commit, dirty) of the git checkout holding ``directory``, or None."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(directory), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        if commit.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "-C", str(directory), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return commit.stdout.strip(), bool(dirty.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def run_tags(dataset_fingerprint: str) -> dict[str, str]:
+    tags = {
+        "qframe.version": qframe.__version__,
+        "qframe.dataset_fingerprint": dataset_fingerprint,
+        "qframe.host": socket.gethostname(),
+    }
+    # the researcher's project first (cwd), else the qframe checkout itself
+    for where in (Path.cwd(), Path(qframe.__file__).parent):
+        state = git_state(where)
+        if state:
+            tags["qframe.git_commit"], dirty = state
+            tags["qframe.git_dirty"] = str(dirty).lower()
+            tags["mlflow.source.git.commit"] = state[0]
+            break
+    return tags
+
+
+@contextmanager
+def mlflow_run(uri: str, experiment_id: str, run_name: str | None = None) -> Iterator[Any]:
+    """An MLflow run that ends FINISHED, or FAILED on any exception (KILLED on Ctrl-C)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name)
+    try:
+        yield run
+    except KeyboardInterrupt:
+        mlflow.end_run(status="KILLED")
+        raise
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        raise
+    else:
+        mlflow.end_run(status="FINISHED")

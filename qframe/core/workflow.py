@@ -1,0 +1,196 @@
+"""One research run: data -> features -> model -> signal analysis -> backtest -> risk, recorded in MLflow.
+
+:func:`run_workflow` takes a plain, fully resolved config dict (the Hydra app
+resolves it), so the core knows nothing of Hydra.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from qframe.core.errors import ConfigError
+from qframe.core.registry import Registry, get_registry
+
+log = logging.getLogger("qframe")
+
+SIGNAL_METRICS = ("IC", "ICIR", "Rank IC", "Rank ICIR")
+RISK_BLOCKS = ("benchmark", "excess_return_without_cost", "excess_return_with_cost")
+RISK_STATS = ("mean", "std", "annualized_return", "information_ratio", "max_drawdown")
+ACCUMULATION_MODES = ("sum", "product")
+
+
+def metric_names() -> list[str]:
+    """Every metric a run records (the valid values of ``objective``)."""
+    return [*SIGNAL_METRICS, *(f"{b}.{s}" for b in RISK_BLOCKS for s in RISK_STATS)]
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced."""
+
+    metrics: dict[str, float]
+    objective_name: str
+    objective: float
+    run_id: str
+    tracking_uri: str
+    experiment_id: str
+    artifact_uri: str
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def _component(cfg: dict[str, Any], key: str) -> tuple[str, dict[str, Any]]:
+    section = cfg.get(key)
+    if not isinstance(section, dict) or not section.get("name"):
+        raise ConfigError(f"config has no {key}.name; choose one with `{key}=<name>`")
+    params = {k: v for k, v in section.items() if k != "name"}
+    return section["name"], params
+
+
+def _check_settings(cfg: dict[str, Any]) -> tuple[str, int, str]:
+    objective = cfg.get("objective") or "excess_return_with_cost.information_ratio"
+    if objective not in metric_names():
+        valid = ", ".join(metric_names())
+        raise ConfigError(f"objective={objective!r} is not a recorded metric; valid options: {valid}")
+    ev = cfg.get("evaluation") or {}
+    periods = int(ev.get("annualization", 252))
+    if periods <= 0:
+        raise ConfigError(f"evaluation.annualization must be a positive number of periods a year, got {periods}")
+    mode = ev.get("accumulation", "sum")
+    if mode not in ACCUMULATION_MODES:
+        raise ConfigError(f"evaluation.accumulation={mode!r}; valid options: {', '.join(ACCUMULATION_MODES)}")
+    return objective, periods, mode
+
+
+def run_workflow(cfg: dict[str, Any], registry: Registry | None = None) -> RunResult:
+    """Run the whole workflow for ``cfg``; the MLflow run is FAILED if anything raises."""
+    from qframe.core import tracking
+    from qframe.core.evaluation import risk_report, signal_analysis
+    from qframe.core.handler import prepare
+    from qframe.core.plots import plot_ic, plot_returns
+
+    registry = registry or get_registry()
+    objective_name, periods, mode = _check_settings(cfg)
+    dataset_name, dataset_params = _component(cfg, "dataset")
+    model_name, model_params = _component(cfg, "model")
+    strategy_name, strategy_params = _component(cfg, "strategy")
+    # resolve every component name before any work, so a typo costs nothing
+    for kind, name in (("dataset", dataset_name), ("model", model_name), ("strategy", strategy_name)):
+        registry.get(kind, name)
+    workdir = Path(cfg.get("workdir") or ".qframe").expanduser().resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    cache_dir = workdir / "cache"
+
+    timings: dict[str, float] = {}
+    uri = tracking.resolve_tracking_uri(cfg.get("tracking_uri"), workdir)
+    t0 = time.perf_counter()
+    experiment_id = tracking.ensure_experiment(uri, cfg.get("experiment_name") or "qframe", workdir / "artifacts")
+    timings["tracking setup"] = time.perf_counter() - t0
+
+    with tracking.mlflow_run(uri, experiment_id, cfg.get("run_name")) as run:
+        import mlflow
+
+        t0 = time.perf_counter()
+        market = registry.create("dataset", dataset_name, **dataset_params).load(cache_dir=cache_dir)
+        timings["data"] = time.perf_counter() - t0
+
+        prepared = prepare(market, registry, cfg["handler"], cfg.get("segments") or {}, cache_dir)
+        timings.update(prepared.timings)
+        train, valid, test = (prepared.segments[s] for s in ("train", "valid", "test"))
+
+        model = registry.create("model", model_name, **model_params)
+        t0 = time.perf_counter()
+        model.fit(train.X, train.y, valid.X, valid.y)
+        timings["fit"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        scores = test.series(model.predict(test.X), "score")
+        timings["predict"] = time.perf_counter() - t0
+        if not np.isfinite(scores.to_numpy()).any():
+            raise ConfigError(f"model {model_name!r} produced no finite prediction on the test segment")
+
+        t0 = time.perf_counter()
+        daily_ic, ic_summary = signal_analysis(scores, prepared.raw_test_label)
+        timings["signal analysis"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        strategy = registry.create("strategy", strategy_name, **strategy_params)
+        test_lo, test_hi = prepared.bounds["test"]
+        report = strategy.backtest(scores, market, start=test_lo, end=test_hi)
+        if report["bench"].isna().all():
+            report["bench"] = 0.0
+            market.notes.append("no benchmark in the data: excess returns are measured against 0")
+        risk = risk_report(report, N=periods, mode=mode)
+        timings["backtest + risk"] = time.perf_counter() - t0
+
+        metrics = {k: float(ic_summary[k]) for k in SIGNAL_METRICS}
+        for block in RISK_BLOCKS:
+            for stat in RISK_STATS:
+                metrics[f"{block}.{stat}"] = float(risk[block][stat])
+
+        t0 = time.perf_counter()
+        _record(mlflow, cfg, market, prepared, model, scores, report, daily_ic, metrics, mode, plot_returns, plot_ic)
+        timings["recording"] = time.perf_counter() - t0
+        mlflow.log_metrics({f"time.{k.replace(' + ', '_').replace(' ', '_')}": v for k, v in timings.items()})
+
+    objective = metrics[objective_name]
+    return RunResult(
+        metrics=metrics,
+        objective_name=objective_name,
+        objective=objective if math.isfinite(objective) else float("nan"),
+        run_id=run.info.run_id,
+        tracking_uri=uri,
+        experiment_id=experiment_id,
+        artifact_uri=run.info.artifact_uri,
+        timings=timings,
+        notes=list(market.notes) + [f"dropped feature {k}: {v}" for k, v in prepared.dropped_features.items()],
+        settings={
+            "annualization": periods,
+            "accumulation": mode,
+            "segments": {s: (lo.date().isoformat(), hi.date().isoformat()) for s, (lo, hi) in prepared.bounds.items()},
+            "features_from_cache": prepared.from_cache,
+            "samples": {s: len(p) for s, p in prepared.segments.items()},
+            "model_info": model.info(),
+        },
+    )
+
+
+def _record(mlflow, cfg, market, prepared, model, scores, report, daily_ic, metrics, mode, plot_returns, plot_ic):
+    from qframe.core import tracking
+
+    mlflow.log_params(tracking.flatten(cfg))
+    mlflow.set_tags(tracking.run_tags(market.fingerprint()))
+    mlflow.log_metrics({k: v for k, v in metrics.items() if math.isfinite(v)})
+    info = model.info()
+    if info:
+        mlflow.log_params({f"fit.{k}": v for k, v in info.items()})
+    with tempfile.TemporaryDirectory(prefix="qframe-artifacts-") as tmp:
+        out = Path(tmp)
+        (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        scores.to_frame().reset_index().to_parquet(out / "pred.parquet", index=False)
+        report.reset_index().to_parquet(out / "backtest_report.parquet", index=False)
+        daily_ic.reset_index().to_parquet(out / "ic.parquet", index=False)
+        model_dir = out / "model"
+        model_dir.mkdir()
+        model.save(model_dir)
+        plot_returns(report, out / "cumulative_return.png", mode=mode)
+        plot_ic(daily_ic, out / "ic.png")
+        mlflow.log_artifacts(str(out))
+
+
+def summary_frame(result: RunResult) -> pd.DataFrame:
+    """The risk block as a table (rows: series, columns: statistics)."""
+    return pd.DataFrame(
+        {s: [result.metrics[f"{b}.{s}"] for b in RISK_BLOCKS] for s in RISK_STATS}, index=list(RISK_BLOCKS)
+    )

@@ -1,0 +1,219 @@
+"""Read a Qlib data directory (``provider_uri``) directly, without Qlib installed.
+
+Layout (Qlib's ``dump_bin`` format)::
+
+    calendars/day.txt                      one trading day per line
+    instruments/<market>.txt               CODE<TAB>start<TAB>end, one line per membership spell
+    features/<code lowercased>/<field>.day.bin
+                                           little-endian float32: element 0 is the calendar index
+                                           of the first stored day, then one value per calendar day
+
+Every instrument (other than the benchmark code) that is a member of ``market`` at some point in [start, end] is loaded
+with its whole stored history in that range (features need a member's history from
+before it joined); ``universe`` marks the days each one is a member, from the spells.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from qframe.core.data import MarketData
+from qframe.core.errors import ConfigError, DataError
+from qframe.core.validate import reject_unknown_keys, select_market, validate_market
+
+log = logging.getLogger("qframe")
+
+#: the fields Qlib's data collectors store
+DEFAULT_FIELDS = ("open", "high", "low", "close", "volume", "vwap", "factor", "change")
+
+
+def read_calendar(root: Path, freq: str = "day") -> pd.DatetimeIndex:
+    """Trading days from ``calendars/<freq>.txt``."""
+    path = root / "calendars" / f"{freq}.txt"
+    if not path.is_file():
+        raise DataError(f"{path}: calendar file not found; is dataset.provider_uri={root} a Qlib data directory?")
+    try:
+        lines = [s.strip() for s in path.read_text().splitlines() if s.strip()]
+        cal = pd.DatetimeIndex(pd.to_datetime(lines))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read the calendar ({exc}); expected one date per line") from exc
+    if len(cal) == 0:
+        raise DataError(f"{path}: the calendar is empty")
+    if not cal.is_monotonic_increasing or not cal.is_unique:
+        raise DataError(f"{path}: calendar dates are not sorted and unique")
+    return cal
+
+
+def read_spells(path: Path) -> pd.DataFrame:
+    """Membership spells of a Qlib instruments file: columns code (upper case), start, end."""
+    if not path.is_file():
+        have = sorted(p.stem for p in path.parent.glob("*.txt")) if path.parent.is_dir() else []
+        raise DataError(
+            f"{path}: instruments file not found; set dataset.market to one of: {', '.join(have) or '(none found)'}"
+        )
+    try:
+        df = pd.read_csv(path, sep="\t", header=None, names=["code", "start", "end"], dtype=str, comment="#")
+        spells = pd.DataFrame(
+            {
+                "code": df["code"].str.strip().str.upper(),
+                "start": pd.to_datetime(df["start"]),
+                "end": pd.to_datetime(df["end"]),
+            }
+        )
+    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
+        raise DataError(f"{path}: cannot read it as CODE<TAB>start<TAB>end lines ({exc})") from exc
+    if spells.empty:
+        raise DataError(f"{path}: no instruments listed; the universe would be empty")
+    if spells.isna().any().any():
+        row = int(np.argmax(spells.isna().any(axis=1).to_numpy()))
+        raise DataError(f"{path}: line {row + 1} is incomplete; expected CODE<TAB>start<TAB>end")
+    return spells
+
+
+def spells_to_mask(spells: pd.DataFrame, calendar: pd.DatetimeIndex, instruments: pd.Index) -> np.ndarray:
+    """(T, N) bool: day t lies inside one of instrument j's spells (inclusive ends)."""
+    cols = instruments.get_indexer(spells["code"])
+    keep = cols >= 0
+    lo = calendar.searchsorted(pd.DatetimeIndex(spells["start"][keep]), "left")
+    hi = calendar.searchsorted(pd.DatetimeIndex(spells["end"][keep]), "right")
+    # +1 where a spell starts, -1 after it ends; a running sum > 0 is "inside some spell"
+    delta = np.zeros((len(calendar) + 1, len(instruments)), dtype=np.int32)
+    np.add.at(delta, (lo, cols[keep]), 1)
+    np.add.at(delta, (hi, cols[keep]), -1)
+    return np.cumsum(delta[:-1], axis=0) > 0
+
+
+def read_bin(path: Path, lo: int, hi: int, n_cal: int) -> tuple[int, np.ndarray] | None:
+    """Values of one ``.day.bin`` file on calendar days [lo, hi): (first index, float32 values), or None if absent."""
+    try:
+        with open(path, "rb") as f:
+            head = np.fromfile(f, dtype="<f4", count=1)
+            if head.size == 0:
+                raise DataError(f"{path}: empty file; re-dump it or delete it")
+            first = int(head[0])
+            n_stored = (path.stat().st_size - 4) // 4
+            if head[0] != first or first < 0 or first + n_stored > n_cal:
+                raise DataError(
+                    f"{path}: stores calendar days {head[0]:g}..{head[0] + n_stored - 1:g} but the calendar has "
+                    f"{n_cal} days; the file does not belong to this calendars/day.txt"
+                )
+            a, b = max(lo, first), min(hi, first + n_stored)
+            if b <= a:
+                return None
+            f.seek(4 * (1 + a - first))
+            vals = np.fromfile(f, dtype="<f4", count=b - a)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read it ({exc})") from exc
+    return a, vals
+
+
+class QlibBinDataset:
+    """A market read from a Qlib ``provider_uri`` directory (see module docstring)."""
+
+    def __init__(
+        self,
+        provider_uri: str,
+        market: str = "all",
+        benchmark: str | None = "SH000300",
+        fields: list[str] | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        instruments: list[str] | None = None,
+        freq: str = "day",
+        name: str | None = None,
+        **unknown: Any,
+    ) -> None:
+        reject_unknown_keys(
+            "dataset",
+            unknown,
+            ["provider_uri", "market", "benchmark", "fields", "start", "end", "instruments", "freq", "name"],
+        )
+        if not provider_uri:
+            raise ConfigError("dataset.provider_uri is not set; point it at a Qlib data directory")
+        self.root = Path(str(provider_uri)).expanduser()
+        self.market = str(market)
+        self.benchmark = None if benchmark in (None, "", "null") else str(benchmark).upper()
+        self.fields = None if fields is None else [str(f).lstrip("$") for f in fields]
+        self.start, self.end, self.instruments = start, end, instruments
+        self.freq = freq
+        self.name = name or f"qlib:{self.market}"
+
+    def load(self, cache_dir: Path | None = None) -> MarketData:
+        """Read the calendar, the market's spells and every member's fields; ``cache_dir`` is unused."""
+        root = self.root
+        if not root.is_dir():
+            raise DataError(f"dataset.provider_uri={root}: directory not found; point it at a Qlib data directory")
+        source = f"{root} (market {self.market})"
+        full_cal = read_calendar(root, self.freq)
+        # Select the date range on the calendar first so only those days are read from disk.
+        probe = MarketData(full_cal, pd.Index(["_"]), {"close": np.ones((len(full_cal), 1))}, name=source)
+        cal = select_market(probe, source, self.start, self.end).calendar
+        lo = int(full_cal.searchsorted(cal[0]))
+        hi = lo + len(cal)
+
+        spells = read_spells(root / "instruments" / f"{self.market}.txt")
+        # Qlib's all.txt lists the index itself; the benchmark is not a tradable member
+        spells = spells[spells["code"] != self.benchmark]
+        overlap = (spells["end"] >= cal[0]) & (spells["start"] <= cal[-1])
+        if not overlap.any():
+            raise DataError(
+                f"{root / 'instruments' / f'{self.market}.txt'}: no membership spell overlaps "
+                f"{cal[0].date()}..{cal[-1].date()}; widen dataset.start/dataset.end or choose another dataset.market"
+            )
+        codes = pd.Index(np.sort(spells["code"][overlap].unique()))
+        universe = spells_to_mask(spells, cal, codes)
+
+        feat = root / "features"
+        if not feat.is_dir():
+            raise DataError(f"{feat}: features directory not found under dataset.provider_uri")
+        names = self.fields or [
+            f for f in DEFAULT_FIELDS if any((feat / c.lower() / f"{f}.{self.freq}.bin").is_file() for c in codes[:50])
+        ]
+        if "close" not in names:
+            names = ["close", *names]
+        data = {f: np.full((len(cal), len(codes)), np.nan) for f in names}
+        missing: dict[str, int] = {f: 0 for f in names}
+        # One small read per file is unavoidable with this layout; everything after is vectorised.
+        for j, code in enumerate(codes):
+            for f in names:
+                got = read_bin(feat / code.lower() / f"{f}.{self.freq}.bin", lo, hi, len(full_cal))
+                if got is None:
+                    missing[f] += 1
+                    continue
+                a, vals = got
+                data[f][a - lo : a - lo + len(vals), j] = vals
+        notes = []
+        for f, k in missing.items():
+            if k == len(codes):
+                raise DataError(
+                    f"{feat}: no instrument of market {self.market!r} has {f}.{self.freq}.bin in "
+                    f"{cal[0].date()}..{cal[-1].date()}; drop {f!r} from dataset.fields"
+                )
+            if k and f == "close":
+                notes.append(f"{k} instrument(s) of {self.market!r} have no close data in the date range")
+
+        bench = None
+        if self.benchmark is not None:
+            path = feat / self.benchmark.lower() / f"close.{self.freq}.bin"
+            got = read_bin(path, lo, hi, len(full_cal))
+            if got is None:
+                raise DataError(
+                    f"{path}: benchmark close not found (or no data in the date range); set dataset.benchmark "
+                    "to a code that has features/<code>/close.day.bin, or to null for no benchmark"
+                )
+            b = np.full(len(cal), np.nan)
+            b[got[0] - lo : got[0] - lo + len(got[1])] = got[1]
+            bench = pd.Series(b, index=cal, name=self.benchmark)
+
+        for note in notes:
+            log.warning("%s: %s", source, note)
+        md = MarketData(cal, codes, data, universe=universe, benchmark=bench, name=self.name, notes=notes)
+        md = select_market(md, source, instruments=self.instruments)
+        return validate_market(md, source, complete_bars=False)

@@ -1,0 +1,201 @@
+"""Qlib's TopkDropoutStrategy (``method_sell="bottom"``, ``method_buy="top"``) on the array backtest engine.
+
+Each trading day, using the scores of the previous trading day: rank the held names and the best
+non-held names together, sell the held names among the ``n_drop`` lowest of that union (held at least
+``hold_thresh`` days), and buy the best non-held names so as to hold ``topk``, each with an equal share of
+``cash * risk_degree`` (the cash after the day's sells).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from qframe.core.backtest import Account, Exchange, ExchangeConfig, benchmark_returns, simulate
+from qframe.core.data import MarketData
+from qframe.core.errors import ConfigError, DataError
+
+
+def _sort_desc(idx: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """``idx`` sorted by ``score[idx]`` descending, NaN last, ties in the given order (pandas sort_values)."""
+    s = score[idx]
+    nan = np.isnan(s)
+    head = idx[~nan][np.argsort(-s[~nan], kind="stable")]
+    return np.concatenate((head, idx[nan]))
+
+
+class TopkDropoutStrategy:
+    """Hold the ``topk`` best-scored instruments, replacing at most ``n_drop`` of them a day (Qlib semantics).
+
+    ``backtest(scores, market)`` runs Qlib's ``backtest_daily`` with this strategy and returns its daily report;
+    afterwards ``last_positions`` holds the adjusted shares held at each day's close (datetime x instrument).
+    """
+
+    def __init__(
+        self,
+        topk: int = 50,
+        n_drop: int = 5,
+        hold_thresh: int = 1,
+        account: float = 1e8,
+        deal_price: str = "close",
+        open_cost: float = 0.0005,
+        close_cost: float = 0.0015,
+        min_cost: float = 5.0,
+        limit_threshold: float | None = 0.095,
+        trade_unit: int | None = 100,
+        risk_degree: float = 0.95,
+        only_tradable: bool = False,
+        forbid_all_trade_at_limit: bool = True,
+    ) -> None:
+        def need(ok: bool, key: str, what: str, value: object) -> None:
+            if not ok:
+                raise ConfigError(f"strategy topk_dropout: {key} must be {what}, got {value!r}")
+
+        def is_int(v: object) -> bool:
+            return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+        def is_num(v: object) -> bool:
+            return isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and np.isfinite(v)
+
+        need(is_int(topk) and topk >= 1, "topk", "an integer >= 1", topk)
+        need(is_int(n_drop) and 0 <= n_drop <= topk, "n_drop", f"an integer in [0, topk={topk}]", n_drop)
+        need(is_int(hold_thresh) and hold_thresh >= 0, "hold_thresh", "an integer >= 0", hold_thresh)
+        need(is_num(account) and account > 0, "account", "a positive number", account)
+        need(isinstance(deal_price, str) and deal_price != "", "deal_price", "a price field name", deal_price)
+        for key, v in (("open_cost", open_cost), ("close_cost", close_cost), ("min_cost", min_cost)):
+            need(is_num(v) and v >= 0, key, "a number >= 0", v)
+        need(
+            limit_threshold is None or (is_num(limit_threshold) and limit_threshold > 0),
+            "limit_threshold",
+            "a positive number or null (no limit)",
+            limit_threshold,
+        )
+        need(trade_unit is None or (is_int(trade_unit) and trade_unit >= 1), "trade_unit", "null or >= 1", trade_unit)
+        need(is_num(risk_degree) and 0 < risk_degree <= 1, "risk_degree", "a number in (0, 1]", risk_degree)
+        need(isinstance(only_tradable, bool), "only_tradable", "true or false", only_tradable)
+        need(
+            isinstance(forbid_all_trade_at_limit, bool),
+            "forbid_all_trade_at_limit",
+            "true or false",
+            forbid_all_trade_at_limit,
+        )
+        self.topk = int(topk)
+        self.n_drop = int(n_drop)
+        self.hold_thresh = int(hold_thresh)
+        self.account = float(account)
+        self.risk_degree = float(risk_degree)
+        self.only_tradable = only_tradable
+        self.forbid_all_trade_at_limit = forbid_all_trade_at_limit
+        self.last_positions: pd.DataFrame | None = None
+        self.exchange_config = ExchangeConfig(
+            deal_price=deal_price,
+            open_cost=float(open_cost),
+            close_cost=float(close_cost),
+            min_cost=float(min_cost),
+            limit_threshold=None if limit_threshold is None else float(limit_threshold),
+            trade_unit=None if trade_unit is None else int(trade_unit),
+        )
+
+    def backtest(
+        self, scores: pd.Series, market: MarketData, start: str | None = None, end: str | None = None
+    ) -> pd.DataFrame:
+        """Backtest ``scores`` (indexed by datetime, instrument) on ``market`` over [start, end].
+
+        The score dated t is traded at day t+1's deal price (Qlib's convention), so the first day of the
+        window trades on the score of the trading day before it. ``start`` / ``end`` default to the first /
+        last scored date, as Qlib's workflow sets them. Returns the daily report (see qframe.core.backtest).
+        """
+        if not isinstance(scores.index, pd.MultiIndex) or set(scores.index.names) != {"datetime", "instrument"}:
+            raise DataError(f"topk_dropout: scores must be indexed by (datetime, instrument), got {scores.index.names}")
+        if isinstance(scores, pd.DataFrame):  # Qlib uses the first column of a multi-column signal
+            scores = scores.iloc[:, 0]
+        dates = pd.DatetimeIndex(scores.index.get_level_values("datetime"))
+        cal = market.calendar
+        lo = int(cal.searchsorted(pd.Timestamp(start) if start is not None else dates.min(), "left"))
+        hi = int(cal.searchsorted(pd.Timestamp(end) if end is not None else dates.max(), "right"))
+        if hi <= lo:
+            raise DataError(
+                f"topk_dropout: backtest range {start}..{end} holds no trading day of market {market.name!r} "
+                f"({cal[0].date()}..{cal[-1].date()})"
+            )
+        signal, has_signal = self._signal_rows(scores, market, lo, hi)
+        exchange = Exchange(market, self.exchange_config, lo, hi)
+        policy = _TopkDropoutPolicy(self, signal, has_signal)
+        bench = benchmark_returns(market, exchange.calendar)
+        positions = np.zeros((hi - lo, len(market.instruments)))
+        report = simulate(policy, exchange, self.account, bench, len(market.instruments), positions)
+        self.last_positions = pd.DataFrame(positions, index=report.index, columns=market.instruments)
+        return report
+
+    @staticmethod
+    def _signal_rows(scores: pd.Series, market: MarketData, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """(T, N) scores to trade on each window day (last score up to the previous trading day), has-row flags."""
+        cal = market.calendar
+        s = scores.dropna()
+        t_idx = cal.searchsorted(pd.DatetimeIndex(s.index.get_level_values("datetime")), "right") - 1
+        n_idx = market.instruments.get_indexer(s.index.get_level_values("instrument"))
+        # a score belongs to the trading day at or before its date; trading day t uses the one of day t-1
+        t_idx = t_idx + 1 - lo
+        keep = (n_idx >= 0) & (t_idx >= 0) & (t_idx < hi - lo)
+        t_idx, n_idx, vals = t_idx[keep], n_idx[keep], s.to_numpy(dtype=float)[keep]
+        order = np.argsort(pd.DatetimeIndex(s.index.get_level_values("datetime"))[keep].asi8, kind="stable")
+        signal = np.full((hi - lo, len(market.instruments)), np.nan)
+        signal[t_idx[order], n_idx[order]] = vals[order]  # later dates overwrite: Qlib's "last"
+        has_signal = np.zeros(hi - lo, dtype=bool)
+        has_signal[t_idx] = True
+        return signal, has_signal
+
+
+class _TopkDropoutPolicy:
+    """The day-by-day decisions of :class:`TopkDropoutStrategy` (Qlib's generate_trade_decision)."""
+
+    def __init__(self, cfg: TopkDropoutStrategy, signal: np.ndarray, has_signal: np.ndarray) -> None:
+        self.cfg = cfg
+        self.signal = signal
+        self.has_signal = has_signal
+        self._buy = np.empty(0, dtype=np.int64)
+
+    def _first_n(self, idx: np.ndarray, n: int, tradable: np.ndarray, from_end: bool = False) -> np.ndarray:
+        if not self.cfg.only_tradable:
+            # Qlib slices a list: a negative n drops from the end, like Python does
+            return idx[-n:] if from_end else idx[:n]
+        if n <= 0:
+            return idx[:0]
+        ok = idx[tradable[idx]]
+        return ok[-n:] if from_end else ok[:n]
+
+    def sells(self, t: int, account: Account, exchange: Exchange) -> np.ndarray:
+        cfg = self.cfg
+        self._buy = np.empty(0, dtype=np.int64)
+        if not self.has_signal[t]:
+            return self._buy
+        score = self.signal[t]
+        tradable = ~exchange.limit_any[t]
+        held = account.held_index()
+        last = _sort_desc(held, score)
+        candidates = np.flatnonzero(~np.isnan(score) & ~account.held)
+        today = self._first_n(_sort_desc(candidates, score), cfg.n_drop + cfg.topk - len(last), tradable)
+        # rank held + candidates together so a better held name is never swapped for a worse new one
+        comb = _sort_desc(np.union1d(last, today), score)
+        if cfg.n_drop > 0:
+            bottom = self._first_n(comb, cfg.n_drop, tradable, from_end=True)
+        else:  # Qlib's list[-0:] would select everything; n_drop=0 means "never drop"
+            bottom = comb[:0]
+        sell = last[np.isin(last, bottom)]
+        n_buy = len(sell) + cfg.topk - len(last)
+        self._buy = today[:n_buy]
+        can = exchange.limit_any[t] if cfg.forbid_all_trade_at_limit else exchange.limit_sell[t]
+        sell = sell[~can[sell] & (account.count[sell] >= cfg.hold_thresh)]
+        return np.sort(sell)
+
+    def buys(self, t: int, account: Account, exchange: Exchange) -> tuple[np.ndarray, np.ndarray]:
+        cfg = self.cfg
+        buy = self._buy
+        if buy.size == 0:
+            return buy, np.empty(0)
+        # the cash after the sells, split equally over all intended buys (untradable ones included, as Qlib)
+        value = account.cash * cfg.risk_degree / len(buy)
+        blocked = exchange.limit_any[t] if cfg.forbid_all_trade_at_limit else exchange.limit_buy[t]
+        buy = buy[~blocked[buy]]
+        amount = exchange.round_amount(value / exchange.price[t, buy], t, buy)
+        return buy, amount

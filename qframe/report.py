@@ -1,0 +1,50 @@
+"""The compact end-of-run summary printed to the terminal (rich)."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from qframe.core.workflow import RISK_BLOCKS, RISK_STATS, SIGNAL_METRICS, RunResult
+
+
+def _fmt(value: float) -> str:
+    return "nan" if not math.isfinite(value) else f"{value:.4f}"
+
+
+def print_result(result: RunResult, console: Console | None = None) -> None:
+    # a pipe or log file gets a width that fits the table instead of rich's 80-column default
+    console = console or Console(highlight=False, width=None if sys.stdout.isatty() else 150)
+    s = result.settings
+    seg = s.get("segments", {})
+    console.print(
+        "segments: " + ", ".join(f"{k} {lo}..{hi} ({s['samples'].get(k, 0)} rows)" for k, (lo, hi) in seg.items())
+    )
+    signal = Table(title="Signal (test segment)", title_justify="left")
+    for name in SIGNAL_METRICS:
+        signal.add_column(name, justify="right")
+    signal.add_row(*(_fmt(result.metrics[n]) for n in SIGNAL_METRICS))
+    console.print(signal)
+
+    risk = Table(
+        title=f"Risk (daily returns, {s['accumulation']} accumulation, annualised with {s['annualization']} periods)",
+        title_justify="left",
+    )
+    risk.add_column("series")
+    for stat in RISK_STATS:
+        risk.add_column(stat, justify="right")
+    for block in RISK_BLOCKS:
+        risk.add_row(block, *(_fmt(result.metrics[f"{block}.{stat}"]) for stat in RISK_STATS))
+    console.print(risk)
+    for note in result.notes:
+        console.print(f"note: {note}")
+    console.print(f"objective {result.objective_name} = {_fmt(result.objective)}")
+    console.print(f"MLflow run {result.run_id} (experiment {result.experiment_id}) in {result.tracking_uri}")
+    console.print(f"artifacts: {result.artifact_uri}")
+    if result.tracking_uri.startswith(("sqlite:", "file:", "postgresql:", "mysql:")):
+        console.print(f"open it: mlflow ui --backend-store-uri {result.tracking_uri}")
+    else:
+        console.print(f"open it: {result.tracking_uri}")

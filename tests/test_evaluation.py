@@ -1,0 +1,109 @@
+"""Signal analysis (IC / Rank IC) and risk analysis against Qlib 0.9.7's answers on the qlib_small fixture."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from qframe.core.errors import ConfigError
+from qframe.core.evaluation import risk_analysis, risk_report, signal_analysis
+
+FIXTURE = Path(__file__).parent / "fixtures" / "qlib_small"
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict:
+    return json.loads((FIXTURE / "qlib_reference.json").read_text())
+
+
+def _long(df: pd.DataFrame, column: str) -> pd.Series:
+    return df.rename(columns={"date": "datetime"}).set_index(["datetime", "instrument"])[column]
+
+
+@pytest.fixture(scope="module")
+def pred() -> pd.Series:
+    return _long(pd.read_parquet(FIXTURE / "pred.parquet"), "score")
+
+
+@pytest.fixture(scope="module")
+def label() -> pd.Series:
+    return _long(pd.read_parquet(FIXTURE / "alpha158.parquet", columns=["instrument", "date", "LABEL0"]), "LABEL0")
+
+
+def test_daily_ic_matches_qlib(pred, label):
+    daily, _ = signal_analysis(pred, label)
+    expected = pd.read_parquet(FIXTURE / "ic.parquet").set_index("date")
+    assert list(daily.columns) == ["IC", "RankIC"]
+    assert daily.index.name == "datetime"
+    np.testing.assert_array_equal(daily.index.to_numpy(), expected.index.to_numpy())
+    np.testing.assert_allclose(daily["IC"].to_numpy(), expected["IC"].to_numpy(), rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(daily["RankIC"].to_numpy(), expected["RankIC"].to_numpy(), rtol=1e-9, atol=1e-14)
+
+
+def test_ic_summary_matches_qlib(pred, label, reference):
+    _, summary = signal_analysis(pred, label)
+    assert set(summary) == {"IC", "ICIR", "Rank IC", "Rank ICIR"}
+    for key, want in reference["ic"].items():
+        assert summary[key] == pytest.approx(want, rel=1e-9), key
+
+
+def test_signal_analysis_pandas_corr_semantics():
+    # ties, missing values and a date with a single valid pair: pandas' Series.corr per date is the reference
+    rng = np.random.default_rng(3)
+    dates = pd.date_range("2021-01-01", periods=4)
+    idx = pd.MultiIndex.from_product([dates, [f"I{i}" for i in range(30)]], names=["datetime", "instrument"])
+    pred = pd.Series(rng.integers(0, 5, len(idx)).astype(float), index=idx)  # many ties
+    label = pd.Series(rng.normal(size=len(idx)), index=idx)
+    pred.iloc[::7] = np.nan
+    label.iloc[3::11] = np.nan
+    label.loc[dates[3]] = np.nan
+    label.loc[(dates[3], "I0")] = 1.0  # one valid pair on the last date -> NaN
+    daily, summary = signal_analysis(pred, label.iloc[5:])  # label lacks a few rows entirely
+    df = pd.DataFrame({"pred": pred, "label": label.iloc[5:]})
+    for date, g in df.groupby(level="datetime"):
+        want_ic = g["pred"].corr(g["label"])
+        want_ric = g["pred"].corr(g["label"], method="spearman")
+        np.testing.assert_allclose(daily.loc[date, "IC"], want_ic, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(daily.loc[date, "RankIC"], want_ric, rtol=1e-12, atol=1e-15)
+    assert np.isnan(daily.loc[dates[3], "IC"])
+    assert summary["IC"] == pytest.approx(daily["IC"].mean(), rel=1e-15)
+
+
+def test_risk_report_matches_qlib(reference):
+    report = pd.read_parquet(FIXTURE / "backtest_report.parquet").set_index("date")
+    got = risk_report(report, N=238, mode="sum")
+    assert set(got) == {"benchmark", "excess_return_without_cost", "excess_return_with_cost"}
+    for key, want in reference["risk"].items():
+        block, metric = key.split(".")
+        assert got[block][metric] == pytest.approx(want, rel=1e-12), key
+
+
+def test_risk_analysis_sum_definitions():
+    r = pd.Series([0.01, -0.02, 0.03, -0.04, 0.01])
+    got = risk_analysis(r, N=10, mode="sum")
+    assert got["mean"] == pytest.approx(r.mean())
+    assert got["std"] == pytest.approx(r.std(ddof=1))
+    assert got["annualized_return"] == pytest.approx(r.mean() * 10)
+    assert got["information_ratio"] == pytest.approx(r.mean() / r.std(ddof=1) * np.sqrt(10))
+    # summed curve 0.01, -0.01, 0.02, -0.02, -0.01: the deepest fall is from the 0.02 peak to -0.02
+    assert got["max_drawdown"] == pytest.approx(-0.04)
+
+
+def test_risk_analysis_product_definitions():
+    r = pd.Series([0.1, -0.5, 0.2])
+    got = risk_analysis(r, N=6, mode="product")
+    growth = 1.1 * 0.5 * 1.2
+    assert got["mean"] == pytest.approx(growth ** (1 / 3) - 1)
+    assert got["std"] == pytest.approx(np.log1p(r).std(ddof=1))
+    assert got["annualized_return"] == pytest.approx(growth**2 - 1)
+    assert got["max_drawdown"] == pytest.approx(-0.5)  # 1.1 -> 0.55
+    assert got["information_ratio"] == pytest.approx(got["mean"] / got["std"] * np.sqrt(6))
+
+
+def test_risk_analysis_bad_mode():
+    with pytest.raises(ConfigError, match="sum.*product"):
+        risk_analysis(pd.Series([0.01, 0.02]), mode="compound")
