@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 
 import hydra
@@ -12,8 +12,6 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from qframe.core.errors import ConfigError, QFrameError
-
-log = logging.getLogger("qframe")
 
 
 def conf_dir() -> Path:
@@ -64,7 +62,7 @@ def hydra_main(cfg: DictConfig) -> float:
         if _is_multirun():
             raise  # the sweeper records the trial as failed; the sweep goes on
         if debug_enabled(cfg):
-            log.exception("user error")
+            traceback.print_exc()
         fail(str(exc))
     from qframe.report import print_result
 

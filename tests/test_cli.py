@@ -9,13 +9,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = [
-    "dataset.n_instruments=40",
-    "dataset.n_days=320",
-    "model.num_boost_round=30",
-    "strategy.topk=5",
-    "strategy.n_drop=1",
-]
+SMALL = ["dataset.n_instruments=40", "dataset.n_days=320", "strategy.topk=5", "strategy.n_drop=1"]
+# Qlib's L1/L2 penalties are sized for ~1M rows; on 5k rows they would leave the trees without a split
+SMALL_LGB = ["model.num_boost_round=30", "model.lambda_l1=1", "model.lambda_l2=1"]
 
 
 def qframe(args, cwd, env_extra=None, pythonpath=None, timeout=300):
@@ -71,7 +67,7 @@ def test_wheel_install_runs_workflow_from_any_directory(wheel_site, tmp_path):
     ).stdout
     assert str(wheel_site) in where and str(ROOT / "conf") not in where
 
-    proc = qframe(SMALL, cwd=tmp_path, pythonpath=wheel_site)
+    proc = qframe([*SMALL, *SMALL_LGB], cwd=tmp_path, pythonpath=wheel_site)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     for needle in ("IC", "Rank ICIR", "excess_return_with_cost", "information_ratio", "max_drawdown", "mlflow ui"):

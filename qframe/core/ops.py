@@ -208,10 +208,10 @@ def min(x: np.ndarray, window: int) -> np.ndarray:  # noqa: A001 - Qlib's operat
     return mins(x, [window])[window]
 
 
-# Window-shaped operators (quantile, idxmax/idxmin) work on instrument blocks of a
-# (N, T + w - 1) transposed copy, so each window is a contiguous run and the (block, T, w)
-# temporaries stay small. float32 input (Qlib's bars) stays float32: half the memory traffic.
-_BLOCK = 32
+# quantile and idxmax/idxmin work on instrument blocks of a (N, T + w - 1) transposed copy,
+# so each window is a contiguous run and the (block, T, w) temporaries stay small. float32
+# input (Qlib's bars) stays float32: half the memory traffic.
+_BLOCK = 8
 
 
 def _win_dtype(x: np.ndarray) -> type:
@@ -235,26 +235,30 @@ def quantiles(x: np.ndarray, window: int, qs: Iterable[float]) -> list[np.ndarra
     """``Quantile(x, N, q)`` for several q from one sort of each window.
 
     pandas' linear rule: position ``q * (n - 1)`` among the window's n non-NaN
-    values, interpolated between its two neighbours (none when it is whole).
+    values (sorted; NaN sort last), interpolated between its two neighbours.
     """
-    qs = list(qs)
     T, N = x.shape
-    n_all = count(x, window)
-    outs = [np.empty((T, N)) for _ in qs]
+    n = count(x, window).T  # (N, T), like the blocks
+    picks = []
+    for q in qs:
+        pos = q * (n - 1.0)
+        lo = np.floor(pos)
+        frac = pos - lo
+        lo_i = np.clip(lo, 0, window - 1).astype(np.intp)
+        hi_i = np.where(frac > 0, lo_i + 1, lo_i)  # no neighbour needed when the position is whole
+        out = np.empty((N, T))
+        picks.append((lo_i, hi_i, frac, out))
     for cols, win in _blocks(_padded(x, window, np.nan), window):
-        ordered = np.sort(win, axis=-1)  # NaN last
-        n = n_all[:, cols].T
-        for q, out in zip(qs, outs, strict=True):
-            pos = q * (n - 1)
-            lo = np.floor(pos)
-            frac = pos - lo
-            lo = np.clip(lo, 0, window - 1).astype(np.intp)
-            v_lo = np.take_along_axis(ordered, lo[..., None], axis=-1)[..., 0].astype(np.float64)
-            v_hi = np.take_along_axis(ordered, np.minimum(lo + 1, window - 1)[..., None], axis=-1)[..., 0]
-            res = np.where(frac == 0, v_lo, v_lo + (v_hi - v_lo) * frac)
-            res[n == 0] = np.nan
-            out[:, cols] = res.T
-    return outs
+        ordered = np.sort(win, axis=-1)
+        for lo_i, hi_i, frac, out in picks:
+            v_lo = np.take_along_axis(ordered, lo_i[cols, :, None], axis=-1)[..., 0].astype(np.float64)
+            v_hi = np.take_along_axis(ordered, hi_i[cols, :, None], axis=-1)[..., 0]
+            out[cols] = v_lo + (v_hi - v_lo) * frac[cols]
+    result = []
+    for _, _, _, out in picks:
+        out[(n == 0)] = np.nan
+        result.append(np.ascontiguousarray(out.T))
+    return result
 
 
 def quantile(x: np.ndarray, window: int, q: float) -> np.ndarray:
@@ -342,15 +346,16 @@ def _idx_extreme(x: np.ndarray, window: int, start: np.ndarray | None, is_max: b
         out[:, cols] = pick(win, axis=-1).T  # 0-based in the full window; NaN wins, as in numpy
     # 1-based position in the window truncated at the first stored bar
     out += 1.0 - np.clip(window - 1 - (rows - start[None, :]), 0, None)
-    # pandas' min_periods=1: a window without any non-NaN value gives NaN
-    out[(count(x, window) == 0) | before] = np.nan
+    out[(count(x, window) == 0) | before] = np.nan  # pandas' min_periods=1
     return out
 
 
 def idxmax(x: np.ndarray, window: int, start: np.ndarray | None = None) -> np.ndarray:
     """``IdxMax(x, N)``: 1-based position of the window's maximum (first NaN if any; first of ties).
 
-    ``start``: per column, the first stored row (default: the first non-NaN row of ``x``).
+    Qlib: ``rolling(N, min_periods=1).apply(lambda a: a.argmax() + 1, raw=True)``
+    over the instrument's stored bars. ``start``: per column, the first stored
+    row (default: the first non-NaN row of ``x``); the window is cut there.
     """
     return _idx_extreme(x, window, start, True)
 

@@ -119,6 +119,11 @@ def run_workflow(cfg: dict[str, Any], registry: Registry | None = None) -> RunRe
         timings["predict"] = time.perf_counter() - t0
         if not np.isfinite(scores.to_numpy()).any():
             raise ConfigError(f"model {model_name!r} produced no finite prediction on the test segment")
+        if np.nanstd(scores.to_numpy()) == 0:
+            market.notes.append(
+                f"model {model_name!r} predicts a constant: it found no split/structure "
+                "(too much regularisation for this sample size?); IC is undefined"
+            )
 
         t0 = time.perf_counter()
         daily_ic, ic_summary = signal_analysis(scores, prepared.raw_test_label)

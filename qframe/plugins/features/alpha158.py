@@ -242,12 +242,12 @@ class _Builder:
         if "RANK" in on:
             for w, r in ops.ranks(c, windows).items():
                 self.put(f"RANK{w}", r)
-        for w in windows:
-            if on & {"QTLU", "QTLD"}:
+        if on & {"QTLU", "QTLD"}:
+            for w in windows:
                 qtlu, qtld = ops.quantiles(c, w, (0.8, 0.2))
                 self.put(f"QTLU{w}", qtlu / c)
                 self.put(f"QTLD{w}", qtld / c)
-                del qtlu, qtld
+        for w in windows:
             imax = ops.idxmax(f["high"], w, self.start) if on & {"IMAX", "IMXD"} else None
             imin = ops.idxmin(f["low"], w, self.start) if on & {"IMIN", "IMXD"} else None
             if "IMAX" in on:
@@ -256,7 +256,6 @@ class _Builder:
                 self.put(f"IMIN{w}", imin / w)
             if "IMXD" in on:
                 self.put(f"IMXD{w}", (imax - imin) / w)
-            del imax, imin
 
     def _cord(self, windows: list[int]) -> None:
         c, v = self.f["close"], self.f["volume"]
