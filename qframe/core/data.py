@@ -65,7 +65,13 @@ class MarketData:
         return all(n in self.fields for n in names)
 
     def fingerprint(self) -> str:
-        """A content hash of the market (calendar, instruments, fields, universe, benchmark)."""
+        """A content hash of the market (calendar, instruments, fields, universe, benchmark); computed once."""
+        cached = self.__dict__.get("_fingerprint")
+        if cached is None:
+            cached = self.__dict__["_fingerprint"] = self._content_hash()
+        return cached
+
+    def _content_hash(self) -> str:
         h = hashlib.blake2b(digest_size=16)
         h.update(np.asarray(self.calendar.asi8).tobytes())
         h.update("\x1f".join(map(str, self.instruments)).encode())

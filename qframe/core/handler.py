@@ -173,7 +173,8 @@ def prepare(
     for s, (lo, hi) in bounds.items():
         day_lo = int(np.searchsorted(dates, lo.to_datetime64(), "left"))
         day_hi = int(np.searchsorted(dates, hi.to_datetime64(), "right"))
-        part = panel.subset((panel.day >= day_lo) & (panel.day < day_hi))
+        # rows are sorted by date, so a segment is a contiguous block: a view, not a copy
+        part = panel.rows(*np.searchsorted(panel.day, [day_lo, day_hi], "left"))
         if len(part) == 0:
             raise ConfigError(
                 f"segments.{s} = {lo.date()}..{hi.date()} holds no sample in the universe; widen it or check "

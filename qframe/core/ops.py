@@ -211,7 +211,7 @@ def min(x: np.ndarray, window: int) -> np.ndarray:  # noqa: A001 - Qlib's operat
 # quantile and idxmax/idxmin work on instrument blocks of a (N, T + w - 1) transposed copy,
 # so each window is a contiguous run and the (block, T, w) temporaries stay small. float32
 # input (Qlib's bars) stays float32: half the memory traffic.
-_BLOCK = 8
+_BLOCK = 16
 
 
 def _win_dtype(x: np.ndarray) -> type:
@@ -245,7 +245,8 @@ def quantiles(x: np.ndarray, window: int, qs: Iterable[float]) -> list[np.ndarra
         lo = np.floor(pos)
         frac = pos - lo
         lo_i = np.clip(lo, 0, window - 1).astype(np.intp)
-        hi_i = np.where(frac > 0, lo_i + 1, lo_i)  # no neighbour needed when the position is whole
+        # no neighbour needed when the position is whole; the clip only bites on empty windows (NaN anyway)
+        hi_i = np.where(frac > 0, np.minimum(lo_i + 1, window - 1), lo_i)
         out = np.empty((N, T))
         picks.append((lo_i, hi_i, frac, out))
     for cols, win in _blocks(_padded(x, window, np.nan), window):

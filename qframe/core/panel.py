@@ -38,6 +38,11 @@ class Panel:
             self.X[mask], self.y[mask], self.day[mask], self.inst[mask], self.names, self.calendar, self.instruments
         )
 
+    def rows(self, start: int, stop: int) -> Panel:
+        """Rows ``start:stop`` as views (no copy of the feature matrix)."""
+        sl = slice(start, stop)
+        return Panel(self.X[sl], self.y[sl], self.day[sl], self.inst[sl], self.names, self.calendar, self.instruments)
+
     def index(self) -> pd.MultiIndex:
         return pd.MultiIndex.from_arrays(
             [self.calendar[self.day], self.instruments[self.inst]], names=["datetime", "instrument"]

@@ -52,7 +52,8 @@ class DropnaLabel(Processor):
         super().__init__(fields)
 
     def transform(self, panel: Panel) -> Panel:
-        return panel.subset(~np.isnan(panel.y))
+        keep = ~np.isnan(panel.y)
+        return panel if keep.all() else panel.subset(keep)
 
 
 class Fillna(Processor):
