@@ -50,7 +50,9 @@ class ArrayCache:
         meta = json.loads(table.schema.metadata[b"qframe"])
         arrays: dict[str, np.ndarray] = {}
         for name in table.column_names:
-            chunk = table.column(name).combine_chunks()
+            column = table.column(name)
+            # one chunk (as written) is used as is: combine_chunks would copy the memory-mapped data
+            chunk = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
             if pa.types.is_fixed_size_list(chunk.type):
                 width = chunk.type.list_size
                 arrays[name] = chunk.values.to_numpy(zero_copy_only=True).reshape(-1, width)

@@ -10,6 +10,7 @@ train segment only.
 from __future__ import annotations
 
 import logging
+import mmap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,7 +83,7 @@ def _compute_panel(market: MarketData, feature_set: Any, horizon: int) -> tuple[
     day, inst = np.nonzero(rows)  # row-major: sorted by date, then instrument
     values = result.values
     if isinstance(values, np.ndarray) and values.ndim == 3:
-        X = np.ascontiguousarray(values[rows], dtype=np.float32)
+        X = _compact_rows(values.reshape(-1, values.shape[2]), np.flatnonzero(rows.ravel()))
     else:
         X = np.empty((len(day), len(values)), dtype=np.float32)
         for j, arr in enumerate(values):
@@ -92,6 +93,35 @@ def _compute_panel(market: MarketData, feature_set: Any, horizon: int) -> tuple[
         X, y, day.astype(np.int32), inst.astype(np.int32), list(result.names), market.calendar, market.instruments
     )
     return panel, dict(result.dropped)
+
+
+def _compact_rows(flat: np.ndarray, keep: np.ndarray, chunk: int = 1 << 15) -> np.ndarray:
+    """``flat[keep]`` built in place at the front of ``flat`` (``keep`` ascending), without a second matrix.
+
+    The full (date x instrument) feature block is about twice the universe rows; copying the kept rows out
+    would hold both at once. Moving them forward chunk by chunk is safe because ``keep[i] >= i``: a chunk
+    reads rows at or after the ones it writes, and later chunks read rows after every row written so far.
+    The freed tail of an mmap-backed block is handed back to the OS.
+    """
+    if len(keep) == len(flat):
+        return flat
+    for lo in range(0, len(keep), chunk):
+        hi = min(lo + chunk, len(keep))
+        flat[lo:hi] = flat[keep[lo:hi]]
+    _release_tail(flat, len(keep) * flat.shape[1] * flat.itemsize)
+    return flat[: len(keep)]
+
+
+def _release_tail(arr: np.ndarray, used_bytes: int) -> None:
+    base = arr
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    if isinstance(base, memoryview):
+        base = base.obj
+    if isinstance(base, mmap.mmap) and hasattr(base, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        start = -(-used_bytes // mmap.PAGESIZE) * mmap.PAGESIZE
+        if start < len(base):
+            base.madvise(mmap.MADV_DONTNEED, start, len(base) - start)
 
 
 def resolve_segments(
