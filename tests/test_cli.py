@@ -104,10 +104,48 @@ def test_second_run_reuses_feature_cache_and_linear_model(tmp_path):
     assert len(list((tmp_path / ".qframe" / "cache").glob("*.arrow"))) >= 1
 
 
+def test_qlib_directory_and_long_table_end_to_end(tmp_path):
+    """The fixture's Qlib bin directory and its long Parquet table both run through the whole workflow."""
+    fixture = Path(__file__).parent / "fixtures" / "qlib_small"
+    common = [
+        "model=linear",
+        "strategy.topk=5",
+        "strategy.n_drop=1",
+        "evaluation.annualization=238",
+        "segments.train=[null,2020-08-31]",
+        "segments.valid=[2020-09-01,2020-10-31]",
+        "segments.test=[2020-11-01,null]",
+    ]
+    qlib = qframe(
+        ["dataset=qlib", f"dataset.provider_uri={fixture / 'qlib_bin'}", "dataset.market=csi300", *common], cwd=tmp_path
+    )
+    assert qlib.returncode == 0, qlib.stderr[-3000:]
+    table = qframe(
+        [
+            "dataset=csv",
+            f"dataset.path={fixture / 'ohlcv.parquet'}",
+            f"dataset.benchmark_path={fixture / 'benchmark.parquet'}",
+            *common,
+        ],
+        cwd=tmp_path,
+    )
+    assert table.returncode == 0, table.stderr[-3000:]
+    _, runs = runs_in(tmp_path / ".qframe" / "mlflow.db")
+    assert sorted(r.data.params["dataset.name"] for r in runs) == ["csv", "qlib"]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert all(r.data.params["evaluation.annualization"] == "238" for r in runs)
+
+
 def test_cfg_job_prints_composed_config(tmp_path):
     proc = qframe(["--cfg", "job", "model=linear"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "name: linear" in proc.stdout and "name: topk_dropout" in proc.stdout and "name: synthetic" in proc.stdout
+
+
+def test_help_lists_config_groups(tmp_path):
+    proc = qframe(["--help"], cwd=tmp_path)
+    assert proc.returncode == 0
+    assert "model: lightgbm, linear" in proc.stdout and "dataset: csv, qlib, synthetic" in proc.stdout
 
 
 def one_line_error(proc, *needles):
