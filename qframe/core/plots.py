@@ -16,6 +16,17 @@ def _pyplot():
     return plt
 
 
+def _finish(plt, fig, ax, title: str, path: Path) -> Path:
+    ax.axhline(0, color="grey", lw=0.6)
+    ax.set_title(title)
+    ax.legend(loc="best")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def plot_returns(report: pd.DataFrame, path: Path, mode: str = "sum") -> Path:
     """Cumulative benchmark return and excess return without and with cost."""
     plt = _pyplot()
@@ -28,14 +39,7 @@ def plot_returns(report: pd.DataFrame, path: Path, mode: str = "sum") -> Path:
     for label, r in series.items():
         cum = r.cumsum() if mode == "sum" else (1 + r).cumprod() - 1
         ax.plot(cum.index, cum.to_numpy(), label=label)
-    ax.axhline(0, color="grey", lw=0.6)
-    ax.set_title(f"Cumulative return ({'summed' if mode == 'sum' else 'compounded'})")
-    ax.legend(loc="best")
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, f"Cumulative return ({'summed' if mode == 'sum' else 'compounded'})", path)
 
 
 def plot_ic(daily_ic: pd.DataFrame, path: Path, window: int = 20) -> Path:
@@ -46,11 +50,4 @@ def plot_ic(daily_ic: pd.DataFrame, path: Path, window: int = 20) -> Path:
         ax.bar(daily_ic.index, daily_ic[col].to_numpy(), color=color, alpha=0.25, width=1.0, label=f"daily {col}")
         rolling = daily_ic[col].rolling(window, min_periods=1).mean()
         ax.plot(rolling.index, rolling.to_numpy(), color=color, label=f"{col} {window}-day mean")
-    ax.axhline(0, color="grey", lw=0.6)
-    ax.set_title("Information coefficient on the test segment")
-    ax.legend(loc="best")
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, "Information coefficient on the test segment", path)

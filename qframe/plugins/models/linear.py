@@ -10,6 +10,8 @@ import numpy as np
 
 from qframe.core.errors import ConfigError
 
+_BLOCK = 1 << 15  # rows per block: 32k x 158 float64 is ~40 MB
+
 
 class LinearModel:
     """Ridge: features z-scored with train statistics, NaN set to the mean (0), then ``(X'X/n + a I) b = X'y/n``."""
@@ -21,25 +23,48 @@ class LinearModel:
         self.fit_intercept = bool(fit_intercept)
 
     def _standardise(self, X: np.ndarray) -> np.ndarray:
-        Z = (X - self.mean_) / self.scale_
+        Z = (X.astype(np.float64) - self.mean_) / self.scale_
         return np.nan_to_num(Z, nan=0.0, posinf=0.0, neginf=0.0)
 
     def fit(self, X: np.ndarray, y: np.ndarray, X_valid: np.ndarray, y_valid: np.ndarray) -> None:
-        keep = np.isfinite(y)
-        X, y = X[keep].astype(np.float64), y[keep].astype(np.float64)
-        self.mean_ = np.nanmean(X, axis=0)
-        std = np.nanstd(X, axis=0)
+        # Two passes over row blocks (moments, then the normal equations), so memory stays at one float64 block
+        # rather than several float64 copies of the whole train matrix.
+        keep = np.flatnonzero(np.isfinite(y))
+        blocks = [keep[i : i + _BLOCK] for i in range(0, len(keep), _BLOCK)]
+        F = X.shape[1]
+        count, total, squares = np.zeros(F), np.zeros(F), np.zeros(F)
+        for rows in blocks:
+            block = X[rows].astype(np.float64)
+            finite = np.isfinite(block)
+            block[~finite] = 0.0
+            count += finite.sum(axis=0)
+            total += block.sum(axis=0)
+            squares += (block * block).sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = total / count
+            std = np.sqrt(np.maximum(squares / count - mean * mean, 0.0))
+        self.mean_ = np.nan_to_num(mean)
         self.scale_ = np.where(np.isfinite(std) & (std > 0), std, 1.0)
-        self.mean_ = np.nan_to_num(self.mean_)
-        Z = self._standardise(X)
-        self.intercept_ = float(y.mean()) if self.fit_intercept else 0.0
+        y_fit = y[keep].astype(np.float64)
+        self.intercept_ = float(y_fit.mean()) if self.fit_intercept and len(y_fit) else 0.0
+        gram, xty = np.zeros((F, F)), np.zeros(F)
+        offset = 0
+        for rows in blocks:
+            Z = self._standardise(X[rows])
+            gram += Z.T @ Z
+            xty += Z.T @ (y_fit[offset : offset + len(rows)] - self.intercept_)
+            offset += len(rows)
         # per-sample scaling keeps alpha's meaning independent of the sample size
-        n = max(len(y), 1)
-        gram = Z.T @ Z / n + self.alpha * np.eye(Z.shape[1])
-        self.coef_ = np.linalg.solve(gram, Z.T @ (y - self.intercept_) / n)
+        n = max(len(keep), 1)
+        self.coef_ = np.linalg.solve(gram / n + self.alpha * np.eye(F), xty / n)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return self._standardise(X.astype(np.float64)) @ self.coef_ + self.intercept_
+        return (
+            np.concatenate(
+                [self._standardise(X[i : i + _BLOCK]) @ self.coef_ for i in range(0, len(X), _BLOCK)] or [np.empty(0)]
+            )
+            + self.intercept_
+        )
 
     def save(self, directory: Path) -> list[Path]:
         path = Path(directory) / "model.linear.json"
