@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,23 @@ def cache_key(*parts: Any) -> str:
     return hashlib.blake2b(blob, digest_size=12).hexdigest()
 
 
+@dataclass
+class Cached:
+    """Arrays read from the cache, backed by a read-only file mapping."""
+
+    arrays: dict[str, np.ndarray]
+    meta: dict[str, Any]
+    mapping: mmap.mmap
+
+    def release(self) -> None:
+        """Drop the mapping's resident pages from this process (they are re-read from the page cache on access).
+
+        Called once the data has been copied where it is needed, so peak memory does not hold both.
+        """
+        if hasattr(mmap, "MADV_DONTNEED"):
+            self.mapping.madvise(mmap.MADV_DONTNEED)
+
+
 class ArrayCache:
     """Named groups of numpy arrays stored as one Arrow IPC file per key."""
 
@@ -41,12 +60,14 @@ class ArrayCache:
         self.directory.mkdir(parents=True, exist_ok=True)
         return FileLock(str(self.directory / f"{key}.lock"))
 
-    def load(self, key: str) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
-        """Arrays and metadata stored under ``key``, or None. 2-D arrays come back zero-copy (read-only)."""
+    def load(self, key: str) -> Cached | None:
+        """Arrays and metadata stored under ``key``, or None. Arrays are zero-copy views of a read-only mapping."""
         path = self.path(key)
         if not path.exists():
             return None
-        table = pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
+        with open(path, "rb") as f:
+            mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        table = pa.ipc.open_file(pa.py_buffer(mapping)).read_all()
         meta = json.loads(table.schema.metadata[b"qframe"])
         arrays: dict[str, np.ndarray] = {}
         for name in table.column_names:
@@ -58,7 +79,7 @@ class ArrayCache:
                 arrays[name] = chunk.values.to_numpy(zero_copy_only=True).reshape(-1, width)
             else:
                 arrays[name] = chunk.to_numpy(zero_copy_only=True)
-        return arrays, meta
+        return Cached(arrays, meta, mapping)
 
     def save(self, key: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
         """Store equal-length arrays (1-D, or 2-D as fixed-size lists) atomically."""

@@ -103,6 +103,17 @@ class MarketData:
             notes=list(self.notes),
         )
 
+    def take_instruments(self, cols: slice) -> MarketData:
+        """The market restricted to a block of instruments (views of the field arrays)."""
+        return MarketData(
+            calendar=self.calendar,
+            instruments=self.instruments[cols],
+            fields={k: v[:, cols] for k, v in self.fields.items()},
+            universe=self.universe[:, cols],
+            benchmark=self.benchmark,
+            name=self.name,
+        )
+
     def to_long(self) -> pd.DataFrame:
         """Long table indexed by (date, instrument) of the bars that exist (close not NaN)."""
         t_idx, n_idx = np.nonzero(~np.isnan(self.fields["close"]))

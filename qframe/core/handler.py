@@ -60,39 +60,75 @@ def build_panel(
         raise ConfigError(f"handler.label.horizon must be >= 1, got {horizon}")
     cache = ArrayCache(cache_dir) if cache_dir is not None else None
     key = cache_key("panel", market.fingerprint(), name, feature_set.config(), {"horizon": horizon})
-    if cache is not None:
-        with cache.lock(key):
-            hit = cache.load(key)
-            if hit is None:
-                panel, dropped = _compute_panel(market, feature_set, horizon)
-                arrays = {"day": panel.day, "inst": panel.inst, "y": panel.y, "X": panel.X}
-                cache.save(key, arrays, {"names": panel.names, "dropped": dropped})
-                return panel, dropped, False
-        arrays, meta = hit
-        panel = Panel(
-            arrays["X"], arrays["y"], arrays["day"], arrays["inst"], meta["names"], market.calendar, market.instruments
-        )
-        return panel, meta["dropped"], True
-    panel, dropped = _compute_panel(market, feature_set, horizon)
-    return panel, dropped, False
+    if cache is None:
+        panel, dropped = _compute_panel(market, feature_set, horizon)
+        return panel, dropped, False
+    with cache.lock(key):
+        hit = cache.load(key)
+        if hit is None:
+            panel, dropped = _compute_panel(market, feature_set, horizon)
+            arrays = {"day": panel.day, "inst": panel.inst, "y": panel.y, "X": panel.X}
+            cache.save(key, arrays, {"names": panel.names, "dropped": dropped})
+            # continue from the file mapping, so the computed block is freed and memory is the same as on a hit
+            del panel, arrays
+            hit, from_cache = cache.load(key), False
+        else:
+            from_cache = True
+    a = hit.arrays
+    panel = Panel(a["X"], a["y"], a["day"], a["inst"], hit.meta["names"], market.calendar, market.instruments)
+    panel.release = hit.release
+    return panel, hit.meta["dropped"], from_cache
+
+
+#: cells (days x instruments) per block when a per-instrument feature set is computed block by block
+BLOCK_CELLS = 1 << 18
 
 
 def _compute_panel(market: MarketData, feature_set: Any, horizon: int) -> tuple[Panel, dict[str, str]]:
-    result = feature_set.compute(market)
     rows = market.universe & ~np.isnan(market.fields["close"])
     day, inst = np.nonzero(rows)  # row-major: sorted by date, then instrument
-    values = result.values
-    if isinstance(values, np.ndarray) and values.ndim == 3:
-        X = _compact_rows(values.reshape(-1, values.shape[2]), np.flatnonzero(rows.ravel()))
+    T, N = market.shape
+    width = max(1, BLOCK_CELLS // max(T, 1))
+    if getattr(feature_set, "per_instrument", False) and N > width:
+        X, names, dropped = _compute_blocks(market, feature_set, rows, width)
     else:
-        X = np.empty((len(day), len(values)), dtype=np.float32)
-        for j, arr in enumerate(values):
-            X[:, j] = arr[rows]
+        result = feature_set.compute(market)
+        names, dropped = list(result.names), dict(result.dropped)
+        values = result.values
+        if isinstance(values, np.ndarray) and values.ndim == 3:
+            X = _compact_rows(values.reshape(-1, values.shape[2]), np.flatnonzero(rows.ravel()))
+        else:
+            X = np.empty((len(day), len(values)), dtype=np.float32)
+            for j, arr in enumerate(values):
+                X[:, j] = arr[rows]
     y = make_label(market, horizon=horizon)[rows].astype(np.float32)
-    panel = Panel(
-        X, y, day.astype(np.int32), inst.astype(np.int32), list(result.names), market.calendar, market.instruments
-    )
-    return panel, dict(result.dropped)
+    panel = Panel(X, y, day.astype(np.int32), inst.astype(np.int32), names, market.calendar, market.instruments)
+    return panel, dropped
+
+
+def _compute_blocks(
+    market: MarketData, feature_set: Any, rows: np.ndarray, width: int
+) -> tuple[np.ndarray, list[str], dict[str, str]]:
+    """Features of blocks of instruments scattered into the sample matrix.
+
+    Only valid for feature sets that look at each instrument's own history (``per_instrument``). The full
+    (T, N, F) block then never exists: peak memory is the sample matrix plus one block's features.
+    """
+    position = np.full(rows.shape, -1, dtype=np.int64)
+    position[rows] = np.arange(int(rows.sum()))
+    X = None
+    names: list[str] = []
+    dropped: dict[str, str] = {}
+    for lo in range(0, rows.shape[1], width):
+        cols = slice(lo, lo + width)
+        result = feature_set.compute(market.take_instruments(cols))
+        if X is None:
+            names, dropped = list(result.names), dict(result.dropped)
+            X = np.empty((len(position[rows]), len(names)), dtype=np.float32)
+        block_rows = rows[:, cols]
+        X[position[:, cols][block_rows]] = result.values[block_rows]
+        del result
+    return X, names, dropped
 
 
 def _compact_rows(flat: np.ndarray, keep: np.ndarray, chunk: int = 1 << 15) -> np.ndarray:
@@ -224,6 +260,8 @@ def prepare(
         if proc.stateful:
             proc.fit(out["train"])
         out.update({s: proc.transform(out[s]) for s in ("train", "valid")})
+    if panel.release is not None:
+        panel.release()  # segments that were copied by processors no longer need the mapped pages
     if len(out["train"]) == 0:
         raise ConfigError("the train segment is empty after processing (every label NaN?)")
     timings["processors"] = time.perf_counter() - t0

@@ -8,7 +8,8 @@ rows are sorted by date.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,8 @@ class Panel:
     names: list[str]
     calendar: pd.DatetimeIndex
     instruments: pd.Index
+    #: drops resident pages of a file-backed X (set by the feature cache; views of it don't inherit it)
+    release: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.y)

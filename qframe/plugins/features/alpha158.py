@@ -72,6 +72,9 @@ class Alpha158:
         exclude: groups or operator names to leave out.
     """
 
+    #: every feature looks at one instrument's own history only, so the handler may compute instrument blocks
+    per_instrument = True
+
     def __init__(
         self,
         windows: Iterable[int] = (5, 10, 20, 30, 60),

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+
+from qframe.core import handler
+from qframe.core.errors import ConfigError
+from qframe.core.registry import get_registry
+from qframe.plugins.features.alpha158 import Alpha158
+
+
+def test_instrument_blocks_equal_whole_panel(small_market, monkeypatch):
+    whole, dropped = handler._compute_panel(small_market, Alpha158(), horizon=1)
+    monkeypatch.setattr(handler, "BLOCK_CELLS", small_market.shape[0] * 5)  # blocks of 5 instruments
+    blocks, dropped_b = handler._compute_panel(small_market, Alpha158(), horizon=1)
+    assert blocks.names == whole.names and dropped_b == dropped
+    np.testing.assert_array_equal(blocks.X, whole.X)
+    np.testing.assert_array_equal(blocks.y, whole.y)
+    np.testing.assert_array_equal(blocks.day, whole.day)
+    np.testing.assert_array_equal(blocks.inst, whole.inst)
+
+
+def test_feature_cache_hit_identical_and_invalidated_by_config_or_data(small_market, tmp_path):
+    reg = get_registry()
+    first, _, hit1 = handler.build_panel(small_market, reg, {"name": "alpha158"}, {"horizon": 1}, tmp_path)
+    again, _, hit2 = handler.build_panel(small_market, reg, {"name": "alpha158"}, {"horizon": 1}, tmp_path)
+    assert (hit1, hit2) == (False, True)
+    np.testing.assert_array_equal(first.X, again.X)
+    assert not again.X.flags.writeable  # a read-only view of the cache file, not a copy
+    _, _, hit3 = handler.build_panel(
+        small_market, reg, {"name": "alpha158", "windows": [5, 10]}, {"horizon": 1}, tmp_path
+    )
+    _, _, hit4 = handler.build_panel(small_market, reg, {"name": "alpha158"}, {"horizon": 2}, tmp_path)
+    changed = type(small_market)(
+        small_market.calendar,
+        small_market.instruments,
+        {**small_market.fields, "close": small_market.fields["close"] * 1.01},
+        benchmark=small_market.benchmark,
+    )
+    _, _, hit5 = handler.build_panel(changed, reg, {"name": "alpha158"}, {"horizon": 1}, tmp_path)
+    assert (hit3, hit4, hit5) == (False, False, False)
+
+
+def test_universe_applies_per_date(small_market):
+    universe = small_market.universe.copy()
+    universe[:50, :6] = False  # the first six names join the universe on day 50
+    market = type(small_market)(
+        small_market.calendar,
+        small_market.instruments,
+        small_market.fields,
+        universe=universe,
+        benchmark=small_market.benchmark,
+    )
+    panel, _ = handler._compute_panel(market, Alpha158(), horizon=1)
+    early = panel.day < 50
+    assert not np.isin(panel.inst[early], np.arange(6)).any()
+    assert np.isin(panel.inst[~early], np.arange(6)).any()
+
+
+def test_segment_errors():
+    cal = __import__("pandas").bdate_range("2020-01-01", periods=100)
+    with pytest.raises(ConfigError, match="segments.valid"):
+        handler.resolve_segments(
+            cal,
+            {
+                "train": ["2020-01-01", "2020-02-01"],
+                "valid": ["2019-01-01", "2019-02-01"],
+                "test": ["2020-03-01", None],
+            },
+        )
+    with pytest.raises(ConfigError, match="after end"):
+        handler.resolve_segments(
+            cal, {"train": ["2020-03-01", "2020-02-01"], "valid": [None, None], "test": [None, None]}
+        )
+    with pytest.raises(ConfigError, match="fractions"):
+        handler.resolve_segments(cal, {"fractions": [0.5, 0.5]})
