@@ -1,4 +1,4 @@
-"""The ``qframe`` console script: checks cheap things itself, then hands the command line to Hydra."""
+"""The ``qframe`` console script: ``qframe plugins`` itself; otherwise checks cheap things, then hands argv to Hydra."""
 
 from __future__ import annotations
 
@@ -9,20 +9,19 @@ _GROUP_OVERRIDE = re.compile(r"^[+]{0,2}(?P<group>[A-Za-z_][\w/]*)=(?P<value>[^=
 
 
 def config_groups() -> dict[str, list[str]]:
-    """Config group -> available options, from qframe's config directory."""
+    """Config group -> available options: qframe's own plus those shipped by loaded plugins.
+
+    Raises ConfigError when a plugin ships an option that clashes with an existing one.
+    """
     from qframe.app import conf_dir
+    from qframe.core.registry import merged_config_groups
 
-    root = conf_dir()
-    groups: dict[str, list[str]] = {}
-    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-        groups[sub.name] = sorted(f.stem for f in sub.glob("*.yaml"))
-    return groups
+    return merged_config_groups(conf_dir())
 
 
-def check_group_overrides(argv: list[str]) -> str | None:
+def check_group_overrides(argv: list[str], groups: dict[str, list[str]] | None = None) -> str | None:
     """A one-line error for ``group=option`` naming an unknown option, else None."""
     multirun = "-m" in argv or "--multirun" in argv
-    groups = None
     for arg in argv:
         match = _GROUP_OVERRIDE.match(arg)
         if not match:
@@ -40,7 +39,17 @@ def check_group_overrides(argv: list[str]) -> str | None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    problem = check_group_overrides(argv)
+    if argv[:1] == ["plugins"]:
+        from qframe.plugins_cli import main as plugins_main
+
+        sys.exit(plugins_main(argv[1:]))
+    from qframe.core.errors import QFrameError
+
+    try:
+        # always: loads the plugins once (the run needs them anyway) and rejects clashing plugin config groups
+        problem = check_group_overrides(argv, config_groups())
+    except QFrameError as exc:
+        problem = str(exc)
     if problem:
         print(f"qframe: error: {problem}", file=sys.stderr)
         sys.exit(2)

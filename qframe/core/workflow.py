@@ -19,7 +19,7 @@ import pandas as pd
 import yaml
 
 from qframe.core.errors import ConfigError
-from qframe.core.registry import Registry, get_registry
+from qframe.core.registry import Registry, get_registry, make_recorders, run_recorders
 
 log = logging.getLogger("qframe")
 
@@ -88,6 +88,7 @@ def run_workflow(cfg: dict[str, Any], registry: Registry | None = None) -> RunRe
     # resolve every component name before any work, so a typo costs nothing
     for kind, name in (("dataset", dataset_name), ("model", model_name), ("strategy", strategy_name)):
         registry.get(kind, name)
+    recorders = make_recorders(registry, cfg.get("recorders"))  # plugin recorders, called with the result
     workdir = Path(cfg.get("workdir") or ".qframe").expanduser().resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     cache_dir = workdir / "cache"
@@ -108,11 +109,16 @@ def run_workflow(cfg: dict[str, Any], registry: Registry | None = None) -> RunRe
         prepared = prepare(market, registry, cfg["handler"], cfg.get("segments") or {}, cache_dir)
         timings.update(prepared.timings)
         train, valid, test = (prepared.segments[s] for s in ("train", "valid", "test"))
+        samples = {s: len(p) for s, p in prepared.segments.items()}
 
         model = registry.create("model", model_name, **model_params)
         t0 = time.perf_counter()
         model.fit(train.X, train.y, valid.X, valid.y)
         timings["fit"] = time.perf_counter() - t0
+        # the learn segments are copies (DropnaLabel) no longer needed: free them before predicting and recording
+        del train, valid
+        prepared.segments.pop("train")
+        prepared.segments.pop("valid")
 
         t0 = time.perf_counter()
         scores = test.series(model.predict(test.X), "score")
@@ -150,7 +156,7 @@ def run_workflow(cfg: dict[str, Any], registry: Registry | None = None) -> RunRe
         mlflow.log_metrics({f"time.{k.replace(' + ', '_').replace(' ', '_')}": v for k, v in timings.items()})
 
     objective = metrics[objective_name]
-    return RunResult(
+    result = RunResult(
         metrics=metrics,
         objective_name=objective_name,
         objective=objective if math.isfinite(objective) else float("nan"),
@@ -165,10 +171,12 @@ def run_workflow(cfg: dict[str, Any], registry: Registry | None = None) -> RunRe
             "accumulation": mode,
             "segments": {s: (lo.date().isoformat(), hi.date().isoformat()) for s, (lo, hi) in prepared.bounds.items()},
             "features_from_cache": prepared.from_cache,
-            "samples": {s: len(p) for s, p in prepared.segments.items()},
+            "samples": samples,
             "model_info": model.info(),
         },
     )
+    run_recorders(recorders, result, cfg)
+    return result
 
 
 def _record(mlflow, cfg, market, prepared, model, scores, report, daily_ic, metrics, mode, plot_returns, plot_ic):

@@ -1,0 +1,415 @@
+"""Plugin hooks in-process: a throwaway plugin per hook (pm.register / pm.unregister), its item used from config.
+
+Installed packages (the example plugin, a broken one) are tested in ``test_plugins_installed.py``.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qframe.core import hookspecs
+from qframe.core.errors import ConfigError
+from qframe.core.hookspecs import hookimpl
+from qframe.core.registry import (
+    build_registry,
+    get_plugin_manager,
+    get_registry,
+    list_plugins,
+    merged_config_groups,
+    reset_registry,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["dataset.n_instruments=40", "dataset.n_days=320", "strategy.topk=5", "strategy.n_drop=1", "model=linear"]
+
+
+@contextmanager
+def plugged(plugin: object, name: str):
+    """Register ``plugin`` on the process-wide plugin manager for the block; the registry is rebuilt around it."""
+    pm = get_plugin_manager()
+    pm.register(plugin, name=name)
+    reset_registry()
+    try:
+        yield get_registry()
+    finally:
+        pm.unregister(name=name)
+        reset_registry()
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """One workdir for the module's runs, so the feature cache is shared."""
+    return tmp_path_factory.mktemp("plugins-workdir")
+
+
+def compose(workdir: Path, *overrides: str) -> dict:
+    """The resolved config the ``qframe`` command would build (search-path plugin included)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from qframe.app import conf_dir
+
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = hydra_compose("config", overrides=[*SMALL, f"workdir={workdir}", *overrides])
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def run(cfg: dict):
+    from qframe.core.workflow import run_workflow
+
+    return run_workflow(cfg)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# one test per hook: test_hook_<hook name>
+
+
+def test_hook_register_datasets(workdir):
+    from qframe.plugins.datasets.synthetic import SyntheticDataset
+
+    made = []
+
+    def tiny_market(**params):
+        made.append(params)
+        return SyntheticDataset(n_instruments=30, n_days=300, seed=7, **params)
+
+    class Plugin:
+        @hookimpl
+        def register_datasets(self, register):
+            register("tiny_market", tiny_market, "30 x 300 synthetic market")
+
+    with plugged(Plugin(), "throwaway-datasets") as reg:
+        assert reg.get("dataset", "tiny_market").plugin == "throwaway-datasets"
+        cfg = compose(workdir)
+        cfg["dataset"] = {"name": "tiny_market", "signal_ic": 0.2}
+        result = run(cfg)
+    assert made == [{"signal_ic": 0.2}]
+    assert result.settings["samples"]["train"] > 0 and np.isfinite(result.metrics["IC"])
+
+
+class Momentum:
+    """A real two-column feature set: 5- and 20-day close momentum."""
+
+    def __init__(self, windows: tuple[int, ...] = (5, 20)) -> None:
+        self.windows = list(windows)
+
+    def config(self) -> dict:
+        return {"windows": self.windows}
+
+    def compute(self, market):
+        from qframe.core.features import FeatureResult
+
+        close = market.fields["close"]
+        cols = []
+        for w in self.windows:
+            past = np.full_like(close, np.nan)
+            past[w:] = close[:-w]
+            cols.append((close / past - 1).astype(np.float32))
+        names = [f"MOM{w}" for w in self.windows]
+        return FeatureResult(names, np.stack(cols, axis=2), {}, market.calendar, market.instruments)
+
+
+def test_hook_register_feature_sets(workdir):
+    class Plugin:
+        @hookimpl
+        def register_feature_sets(self, register):
+            register("momentum", Momentum, "close momentum over a few windows")
+
+    with plugged(Plugin(), "throwaway-features"):
+        cfg = compose(workdir)
+        cfg["handler"]["features"] = {"name": "momentum", "windows": [3, 10, 30]}
+        result = run(cfg)
+    assert result.settings["model_info"]["n_coef"] == 3  # the ridge saw exactly the plugin's three features
+
+
+def test_hook_register_processors(workdir):
+    from qframe.plugins.processors.processors import Processor
+
+    calls = []
+
+    class Clip(Processor):
+        def __init__(self, bound: float = 3.0, fields: str = "feature") -> None:
+            super().__init__(fields)
+            self.bound = bound
+
+        def _apply(self, values, panel):
+            calls.append(len(values))
+            return np.clip(values, -self.bound, self.bound)
+
+    class Plugin:
+        @hookimpl
+        def register_processors(self, register):
+            register("clip", Clip, "clip features to +-bound")
+
+    with plugged(Plugin(), "throwaway-processors"):
+        cfg = compose(workdir, "handler.processors=[{name:clip,bound:2.5}]")
+        result = run(cfg)
+    assert len(calls) == 3  # fitted on train, applied to train, valid and test
+    assert result.run_id
+
+
+def test_hook_register_models(workdir, tmp_path):
+    """The model is chosen with ``model=<option>`` from the plugin's own config group (search-path plugin)."""
+
+    class MeanFeature:
+        def __init__(self, sign: float = 1.0) -> None:
+            self.sign = sign
+
+        def fit(self, X, y, X_valid, y_valid):
+            self.fitted = True
+
+        def predict(self, X):
+            return self.sign * np.nan_to_num(np.nanmean(X, axis=1))
+
+        def save(self, directory):
+            path = Path(directory) / "mean_feature.json"
+            path.write_text(f'{{"sign": {self.sign}}}')
+            return [path]
+
+        def info(self):
+            return {"sign": self.sign}
+
+    conf = tmp_path / "conf" / "model"
+    conf.mkdir(parents=True)
+    (conf / "mean_feature.yaml").write_text("name: mean_feature\nsign: -1.0\n")
+
+    class Plugin:
+        qframe_conf_dir = str(tmp_path / "conf")
+
+        @hookimpl
+        def register_models(self, register):
+            register("mean_feature", MeanFeature, "score = mean of the features")
+
+    with plugged(Plugin(), "throwaway-models"):
+        assert "mean_feature" in merged_config_groups(ROOT / "conf")["model"]
+        cfg = compose(workdir, "model=mean_feature")
+        assert cfg["model"] == {"name": "mean_feature", "sign": -1.0}
+        result = run(cfg)
+    assert result.settings["model_info"] == {"sign": -1.0}
+
+
+def test_hook_register_strategies(workdir):
+    from qframe.plugins.strategies.topk_dropout import TopkDropoutStrategy
+
+    seen = []
+
+    def top3(**params):
+        seen.append(params)
+        return TopkDropoutStrategy(topk=3, n_drop=1, **params)
+
+    class Plugin:
+        @hookimpl
+        def register_strategies(self, register):
+            register("top3", top3, "TopK-dropout holding 3 names")
+
+    with plugged(Plugin(), "throwaway-strategies"):
+        cfg = compose(workdir)
+        cfg["strategy"] = {"name": "top3", "open_cost": 0.001}
+        result = run(cfg)
+    assert seen == [{"open_cost": 0.001}]
+    assert np.isfinite(result.metrics["excess_return_with_cost.mean"])
+
+
+def test_hook_register_recorders(workdir):
+    received = []
+
+    class Collect:
+        def __init__(self, tag: str = "") -> None:
+            self.tag = tag
+
+        def __call__(self, result, cfg):
+            received.append((self.tag, result.run_id, cfg["model"]["name"]))
+
+    class Plugin:
+        @hookimpl
+        def register_recorders(self, register):
+            register("collect", Collect, "keep results in a list")
+
+    with plugged(Plugin(), "throwaway-recorders"):
+        cfg = compose(workdir, "recorders=[collect,{name:collect,tag:second}]")
+        result = run(cfg)
+    assert received == [("", result.run_id, "linear"), ("second", result.run_id, "linear")]
+
+
+def test_hook_register_search_spaces(workdir):
+    """A registered space is a dict of Hydra sweep expressions whose keys exist in the composed config."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    space = {"model.alpha": "tag(log, interval(0.001, 10))", "strategy.topk": "choice(3, 5, 8)"}
+
+    class Plugin:
+        @hookimpl
+        def register_search_spaces(self, register):
+            register("ridge_and_topk", space, "ridge penalty and portfolio size")
+            register("lazy", lambda: {"model.alpha": "interval(0.1, 1)"}, "a space built on demand")
+
+    with plugged(Plugin(), "throwaway-spaces") as reg:
+        assert reg.get("search_space", "ridge_and_topk").obj == space
+        assert callable(reg.get("search_space", "lazy").obj)
+        cfg = compose(workdir)
+        overrides = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in space.items()])
+        for override in overrides:
+            assert override.is_sweep_override()
+            section, key = override.key_or_group.split(".")
+            assert key in cfg[section]
+        with pytest.raises(ConfigError, match="'ridge_and_topk' is a search_space, not a model"):
+            reg.get("model", "ridge_and_topk")
+
+
+def test_hook_register_tuner_backends():
+    """A tuner backend's factory yields a suggest-style callable; heavy imports wait for the factory."""
+    import random
+
+    def random_backend(seed: int = 0):
+        rng = random.Random(seed)
+
+        def suggest(new_ids, domain, trials, seed):
+            return [{"tid": i, "draw": rng.random()} for i in new_ids]
+
+        return suggest
+
+    class Plugin:
+        @hookimpl
+        def register_tuner_backends(self, register):
+            register("plain_random", random_backend, "uniform random search")
+
+    with plugged(Plugin(), "throwaway-tuners") as reg:
+        algo = reg.create("tuner_backend", "plain_random", seed=3)
+        assert [d["tid"] for d in algo([4, 5], None, None, 0)] == [4, 5]
+        assert reg.get("tuner_backend", "plain_random").plugin == "throwaway-tuners"
+    assert "plain_random" not in get_registry().names("tuner_backend")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# bad input
+
+
+def test_wrong_kind_in_config_names_the_kind_and_plugin(workdir):
+    class Plugin:
+        @hookimpl
+        def register_recorders(self, register):
+            register("audit_log", lambda **p: lambda result, cfg: None, "noop")
+
+    with plugged(Plugin(), "throwaway-audit"):
+        cfg = compose(workdir, "model.name=audit_log")
+        with pytest.raises(ConfigError, match="'audit_log' is a recorder, not a model.*throwaway-audit"):
+            run(cfg)
+        cfg = compose(workdir, "recorders=[linear]")
+        with pytest.raises(ConfigError, match="'linear' is a model, not a recorder"):
+            run(cfg)
+        cfg = compose(workdir, "recorders=[{alpha:1}]")
+        with pytest.raises(ConfigError, match=r"recorders\[0\] must be a recorder name.*audit_log"):
+            run(cfg)
+
+
+def test_item_without_name_or_object_names_the_plugin():
+    class NoName:
+        @hookimpl
+        def register_models(self, register):
+            register(None, object, "anonymous")
+
+    class NoObject:
+        @hookimpl
+        def register_strategies(self, register):
+            register("ghost")
+
+    pm = get_plugin_manager()
+    for plugin, name, pattern in (
+        (NoName(), "nameless-plugin", "plugin 'nameless-plugin' registered a model without a name"),
+        (NoObject(), "objectless-plugin", "plugin 'objectless-plugin' registered strategy 'ghost' without an object"),
+    ):
+        pm.register(plugin, name=name)
+        try:
+            with pytest.raises(ConfigError, match=pattern):
+                build_registry(pm)
+        finally:
+            pm.unregister(name=name)
+
+
+def test_duplicate_name_across_plugins_is_an_error_naming_both():
+    class Shadow:
+        @hookimpl
+        def register_datasets(self, register):
+            register("synthetic", object, "shadows the built-in")
+
+    with pytest.raises(ConfigError, match="dataset 'synthetic' is registered twice.*datasets.*'shadow-plugin'"):
+        with plugged(Shadow(), "shadow-plugin"):
+            pass
+
+
+def test_plugin_raising_while_registering_costs_one_warning(capsys):
+    class Faulty:
+        @hookimpl
+        def register_models(self, register):
+            register("half_done", object, "registered before the crash")
+            raise RuntimeError("boom in register_models")
+
+    with plugged(Faulty(), "faulty-plugin") as reg:
+        assert "half_done" not in reg.names("model")  # all or nothing per plugin
+        assert {"lightgbm", "linear"} <= set(reg.names("model"))
+        infos = {i.name: i for i in list_plugins(registry=reg)}
+        assert "boom in register_models" in infos["faulty-plugin"].error
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.match(r"qframe: warning: plugin 'faulty-plugin' skipped: .*boom", err[0])
+    pm = get_plugin_manager()
+    pm._qframe_failures = [f for f in pm._qframe_failures if f.plugin != "faulty-plugin"]
+
+
+def test_misspelt_hook_is_reported_once(capsys):
+    class Typo:
+        @hookimpl
+        def register_model(self, register):  # singular: not a qframe hook
+            register("never", object, "never registered")
+
+    with plugged(Typo(), "typo-plugin") as reg:
+        build_registry(get_plugin_manager())
+        assert "never" not in reg.names("model")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "qframe: warning: plugin 'typo-plugin' implements unknown hook(s) register_model, which qframe never calls; "
+        "valid hooks: " + ", ".join(hookspecs.hookspec_names())
+    ]
+
+
+def test_plugin_config_option_clashing_with_builtin_is_an_error(tmp_path, capsys):
+    from qframe import cli
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "linear.yaml").write_text("name: linear\nalpha: 5\n")
+
+    class Clash:
+        qframe_conf_dir = str(tmp_path)
+
+        @hookimpl
+        def register_models(self, register):
+            register("clash_model", object, "irrelevant")
+
+    with plugged(Clash(), "clashing-plugin"):
+        with pytest.raises(ConfigError, match="plugin 'clashing-plugin' ships config model/linear.yaml.*built-in"):
+            merged_config_groups(ROOT / "conf")
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["model=linear"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("qframe: error: plugin 'clashing-plugin' ships config model/linear")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# every hook is tested and documented
+
+
+def test_every_hookspec_is_tested_and_documented():
+    names = hookspecs.hookspec_names()
+    assert len(names) >= 8
+    tests = "".join(p.read_text() for p in Path(__file__).parent.glob("test_plugins*.py"))
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    untested = [n for n in names if f"def test_hook_{n}(" not in tests]
+    undocumented = [n for n in names if f"### `{n}(register)`" not in docs]
+    assert not untested, f"hooks without a test_hook_<name> test: {untested}"
+    assert not undocumented, f"hooks without a '### `<name>(register)`' section in docs/plugins.md: {undocumented}"
