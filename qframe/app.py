@@ -64,7 +64,9 @@ def hydra_main(cfg: DictConfig) -> float:
         if debug_enabled(cfg):
             traceback.print_exc()
         fail(str(exc))
-    from qframe.report import print_result
+    # inside a qframe hyperopt sweep the sweeper prints one line per trial; the full report is in the trial's run
+    if os.environ.get("QFRAME_SWEEP") != "1":
+        from qframe.report import print_result
 
-    print_result(result)
+        print_result(result)
     return result.objective

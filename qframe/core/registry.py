@@ -52,6 +52,7 @@ DEFAULT_PLUGINS = (
     "qframe.plugins.processors",
     "qframe.plugins.models",
     "qframe.plugins.strategies",
+    "qframe.plugins.tuning",
 )
 
 

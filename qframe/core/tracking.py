@@ -109,13 +109,21 @@ def mlflow_run(uri: str, experiment_id: str, run_name: str | None = None) -> Ite
     import mlflow
 
     mlflow.set_tracking_uri(uri)
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name)
+    # inside a qframe sweep the trial's run nests under the sweep's parent run (set by qframe.tuning)
+    parent = os.environ.get("QFRAME_PARENT_RUN_ID") or None
+    trial = os.environ.get("QFRAME_TRIAL_NUMBER")
+    tags = {"qframe.trial": trial} if parent and trial else None
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, parent_run_id=parent, tags=tags)
     try:
         yield run
     except KeyboardInterrupt:
         mlflow.end_run(status="KILLED")
         raise
-    except BaseException:
+    except BaseException as exc:
+        try:  # the reason, for sweeps and the UI; never hide the original error behind a tracking one
+            mlflow.set_tag("qframe.error", f"{type(exc).__name__}: {exc}"[:5000])
+        except Exception:  # noqa: BLE001
+            pass
         mlflow.end_run(status="FAILED")
         raise
     else:

@@ -1,0 +1,102 @@
+"""Benchmark: a LightGBM hyperopt sweep with n_jobs=1 and n_jobs=2 (num_threads=1 per trial).
+
+Prints, per setting: per-trial framework overhead (median, p90) = trial wall time (fork to result, as recorded by
+the sweeper) minus the model's own fit, predict and backtest time (recorded by each trial's MLflow run), trials per
+minute, and the parallel speedup.
+
+    .venv/bin/python benchmarks/bench_sweep.py                 # 20 trials on the default synthetic market
+    .venv/bin/python benchmarks/bench_sweep.py --trials 8 --small   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SMALL = ["dataset.n_instruments=60", "dataset.n_days=600", "strategy.topk=10", "strategy.n_drop=2"]
+
+
+def run(workdir: Path, trials: int, n_jobs: int, extra: list[str]) -> dict:
+    from mlflow.tracking import MlflowClient
+
+    sweep = workdir / f"sweep-{n_jobs}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("QFRAME_", "MLFLOW_TRACKING"))}
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    cmd = [
+        sys.executable,
+        "-m",
+        "qframe",
+        "-m",
+        "tuner=lightgbm",
+        f"hydra.sweep.dir={sweep}",
+        f"hydra.sweeper.n_trials={trials}",
+        f"hydra.sweeper.n_jobs={n_jobs}",
+        "hydra.sweeper.max_failure_rate=1",
+        "model.num_threads=1",
+        *extra,
+    ]
+    t0 = time.time()
+    subprocess.run(cmd, cwd=workdir, env=env, check=True, capture_output=True, text=True)
+    wall = time.time() - t0
+    state = json.loads((sweep / "sweep_state.json").read_text())
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / '.qframe' / 'mlflow.db'}")
+    parent = next(
+        r
+        for r in client.search_runs([e.experiment_id for e in client.search_experiments()])
+        if r.data.params.get("sweep_dir") == str(sweep)
+    )
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'", max_results=1000
+    )
+    model_time = {
+        int(r.data.tags["qframe.trial"]): sum(
+            r.data.metrics.get(f"time.{k}", 0.0) for k in ("fit", "predict", "backtest_risk")
+        )
+        for r in children
+    }
+    overheads, spans = [], []
+    for t in state["trials"]:
+        if t["status"] != "complete":
+            continue
+        span = t["ended"] - t["started"]
+        spans.append((t["started"], t["ended"]))
+        overheads.append(span - model_time[t["number"]])
+    sweep_time = max(e for _, e in spans) - min(s for s, _ in spans)
+    return {
+        "n_jobs": n_jobs,
+        "completed": len(overheads),
+        "overhead_median": statistics.median(overheads),
+        "overhead_p90": statistics.quantiles(overheads, n=10)[-1] if len(overheads) > 1 else overheads[0],
+        "trials_per_min": 60 * len(overheads) / sweep_time,
+        "command_wall_s": wall,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--small", action="store_true", help="a 60 x 600 market instead of the default 300 x 2500")
+    ap.add_argument("--workdir", type=Path, default=None)
+    args = ap.parse_args()
+    extra = SMALL if args.small else []
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="qframe-bench-sweep-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    rows = [run(workdir, args.trials, n, extra) for n in (1, 2)]
+    print(f"{'n_jobs':>6} {'done':>5} {'overhead med s':>15} {'overhead p90 s':>15} {'trials/min':>11} {'wall s':>8}")
+    for r in rows:
+        print(
+            f"{r['n_jobs']:>6} {r['completed']:>5} {r['overhead_median']:>15.3f} {r['overhead_p90']:>15.3f} "
+            f"{r['trials_per_min']:>11.2f} {r['command_wall_s']:>8.1f}"
+        )
+    print(f"parallel speedup (trials/min, n_jobs=2 vs 1): {rows[1]['trials_per_min'] / rows[0]['trials_per_min']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

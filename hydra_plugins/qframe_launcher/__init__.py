@@ -1,0 +1,1 @@
+"""qframe's fork launcher for Hydra (``hydra/launcher=qframe``)."""

@@ -1,0 +1,43 @@
+"""``hydra/launcher=qframe``: each job in a forked child of a parent that preloaded the stack.
+
+Thin on purpose: Hydra imports every module under ``hydra_plugins`` in every process, so the implementation
+(:mod:`qframe.launch.launcher`) is imported only when the launcher is set up.
+"""
+
+# no `from __future__ import annotations`: Hydra execs this module outside sys.modules, where dataclasses
+# cannot resolve string annotations
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from hydra.plugins.launcher import Launcher
+
+
+@dataclass
+class QFrameLauncherConf:
+    _target_: str = "hydra_plugins.qframe_launcher.qframe_launcher.QFrameLauncher"
+    # jobs run at the same time when Hydra hands over a batch (qframe's sweeper uses its own n_jobs instead)
+    n_jobs: int = 1
+    # seconds before a job is killed and recorded as failed (null: no limit)
+    timeout: float | None = None
+    # import pandas/LightGBM/MLflow/qframe in the parent once, so every forked job starts with them loaded
+    preload: bool = True
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="qframe", node=QFrameLauncherConf, provider="qframe")
+
+
+class QFrameLauncher(Launcher):
+    """Hydra launcher running every job in its own forked process (see :mod:`qframe.launch.forking`)."""
+
+    def __init__(self, n_jobs: int = 1, timeout: float | None = None, preload: bool = True) -> None:
+        from qframe.launch.launcher import ForkLauncher
+
+        self.impl = ForkLauncher(n_jobs=n_jobs, timeout=timeout, preload=preload)
+
+    def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
+        self.impl.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
+        return self.impl.launch(job_overrides, initial_job_idx)

@@ -1,0 +1,1 @@
+"""qframe's hyperopt sweeper for Hydra (``hydra/sweeper=hyperopt``)."""

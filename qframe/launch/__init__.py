@@ -1,0 +1,1 @@
+"""Process isolation for sweep jobs: qframe's fork launcher (``hydra/launcher=qframe``)."""

@@ -1,0 +1,68 @@
+"""The Hydra launcher behind ``hydra/launcher=qframe``: every job in its own forked child, ``n_jobs`` at a time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from qframe.launch.forking import Finished, ForkRunner, job_return, preload
+
+log = logging.getLogger("qframe.launch")
+
+
+class ForkLauncher:
+    """Implementation of :class:`hydra_plugins.qframe_launcher.qframe_launcher.QFrameLauncher`."""
+
+    def __init__(self, n_jobs: int = 1, timeout: float | None = None, preload: bool = True) -> None:
+        if int(n_jobs) < 1:
+            from qframe.core.errors import ConfigError
+
+            raise ConfigError(f"hydra.launcher.n_jobs must be >= 1, got {n_jobs}")
+        self.n_jobs = int(n_jobs)
+        self.timeout = float(timeout) if timeout else None
+        self.preload = bool(preload)
+        self.runner: ForkRunner | None = None
+        self.config: Any = None
+
+    def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
+        self.config = config
+        if self.preload:
+            preload()
+        self.runner = ForkRunner(hydra_context, task_function, config)
+
+    # the asynchronous API qframe's sweeper uses: submit whenever a slot is free, wait for any job to end
+    def submit(self, overrides: Sequence[str], idx: int, timeout: float | None = None) -> float:
+        """Start job ``idx`` now; returns its start time."""
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        return self.runner.submit(overrides, idx, timeout if timeout is not None else self.timeout)
+
+    def wait(self) -> list[Finished]:
+        """Block until at least one submitted job has finished; return those that have."""
+        return self.runner.wait()
+
+    def running(self) -> int:
+        return len(self.runner.running)
+
+    def kill_all(self) -> None:
+        self.runner.kill_all()
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[Any]:
+        """Hydra's batch API: run every job (``n_jobs`` at a time) and return JobReturns in order."""
+        from hydra.core.utils import filter_overrides
+
+        pending = list(enumerate(job_overrides, start=initial_job_idx))
+        log.info(f"Launching {len(pending)} jobs in forked processes ({self.n_jobs} at a time)")
+        results: dict[int, Finished] = {}
+        try:
+            while pending or self.running():
+                while pending and self.running() < self.n_jobs:
+                    idx, overrides = pending.pop(0)
+                    log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+                    self.submit(overrides, idx)
+                for finished in self.wait():
+                    results[finished.idx] = finished
+        finally:
+            self.kill_all()
+        return [job_return(results[i], self.config) for i in sorted(results)]

@@ -1,0 +1,1 @@
+"""Hyperparameter sweeps: qframe's hyperopt sweeper for Hydra (``hydra/sweeper=hyperopt``, ``tuner=...``)."""

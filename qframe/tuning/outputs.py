@@ -1,0 +1,182 @@
+"""What a sweep leaves in its directory: optimization_results.yaml, the trials table, the history plot; and the
+live progress line per trial."""
+
+from __future__ import annotations
+
+import math
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from qframe.tuning.space import Space, format_value
+from qframe.tuning.state import SweepState, Trial
+
+RESULTS_FILE = "optimization_results.yaml"
+TRIALS_PARQUET = "trials.parquet"
+TRIALS_CSV = "trials.csv"
+HISTORY_PNG = "optimization_history.png"
+
+
+def best_trial(state: SweepState, direction: str) -> Trial | None:
+    done = [t for t in state.trials if t.status == "complete" and t.value is not None]
+    if not done:
+        return None
+    pick = max if direction == "maximize" else min
+    return pick(done, key=lambda t: t.value)
+
+
+def best_command(space: Space, trial: Trial, program: str = "qframe") -> str:
+    """The one-line command that re-runs ``trial`` as a single run."""
+    args = [f"{k}={format_value(v)}" for k, v in trial.params.items()] + list(space.fixed)
+    return " ".join([program, *(shlex.quote(a) for a in args)])
+
+
+def trials_frame(state: SweepState) -> Any:
+    import pandas as pd
+
+    rows = []
+    for t in state.trials:
+        row = {"trial": t.number, "job": t.job, "status": t.status, "objective": t.value}
+        row.update({f"params.{k}": v for k, v in t.params.items()})
+        row.update({"duration_s": t.duration, "started": t.started, "ended": t.ended, "error": t.error})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    for col in frame.columns:
+        # mixed-type choices (1, "x") would not fit one Parquet type
+        if col.startswith("params.") and frame[col].map(type).nunique() > 1:
+            frame[col] = frame[col].astype(str)
+    return frame
+
+
+def write_outputs(
+    sweep_dir: Path,
+    state: SweepState,
+    space: Space,
+    direction: str,
+    objective: str | None,
+    program: str,
+    stopped: str | None = None,
+) -> dict[str, Path]:
+    """Write every output file; returns their paths by kind."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    counts = state.counts()
+    best = best_trial(state, direction)
+    doc: dict[str, Any] = {
+        "name": "qframe-hyperopt",
+        "objective": objective,
+        "direction": direction,
+        "algo": state.settings.get("algo"),
+        "n_trials": len(state.trials),
+        "completed": counts["complete"],
+        "failed": counts["failed"],
+        "best_value": None,
+        "best_params": None,
+        "best_trial": None,
+        "best_job_dir": None,
+        "best_command": None,
+    }
+    if best is not None:
+        doc.update(
+            best_value=float(best.value),
+            best_params=[f"{k}={format_value(v)}" for k, v in best.params.items()],
+            best_trial=best.number,
+            best_job_dir=best.working_dir or str(sweep_dir / str(best.job)),
+            best_command=best_command(space, best, program),
+        )
+    if stopped:
+        doc["stopped"] = stopped
+    paths = {"results": sweep_dir / RESULTS_FILE}
+    paths["results"].write_text(yaml.safe_dump(doc, sort_keys=False))
+    frame = trials_frame(state)
+    paths["csv"] = sweep_dir / TRIALS_CSV
+    frame.to_csv(paths["csv"], index=False)
+    paths["parquet"] = sweep_dir / TRIALS_PARQUET
+    frame.to_parquet(paths["parquet"], index=False)
+    paths["history"] = sweep_dir / HISTORY_PNG
+    plot_history(state, direction, objective, paths["history"])
+    return paths
+
+
+def best_curve(state: SweepState, direction: str) -> list[tuple[int, float, float]]:
+    """(trial number, best value so far, time) after each completed trial, in order of completion."""
+    out, best = [], None
+    for t in sorted(
+        (t for t in state.trials if t.status == "complete" and t.value is not None), key=lambda t: t.ended or 0
+    ):
+        if best is None or (t.value > best if direction == "maximize" else t.value < best):
+            best = t.value
+        out.append((t.number, float(best), t.ended or time.time()))
+    return out
+
+
+def plot_history(state: SweepState, direction: str, objective: str | None, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    done = [t for t in state.trials if t.status == "complete" and t.value is not None]
+    failed = [t for t in state.trials if t.status == "failed"]
+    if done:
+        ax.scatter([t.number for t in done], [t.value for t in done], s=18, label="trial", color="tab:blue")
+        running, xs, ys = None, [], []
+        for t in sorted(done, key=lambda t: t.number):
+            if running is None or (t.value > running if direction == "maximize" else t.value < running):
+                running = t.value
+            xs.append(t.number)
+            ys.append(running)
+        ax.step(xs, ys, where="post", color="tab:red", label="best so far")
+    if failed:
+        ax.scatter([t.number for t in failed], [0.0] * len(failed), marker="x", color="grey", label="failed (at 0)")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(objective or "objective")
+    ax.set_title(f"optimization history ({direction})")
+    ax.legend(loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else str(value)
+    return str(value)
+
+
+class Progress:
+    """One rich line per finished trial: number, params, objective, best so far, failures, ETA."""
+
+    def __init__(self, n_trials: int, direction: str) -> None:
+        from rich.console import Console
+
+        self.console = Console(highlight=False)
+        self.n_trials = n_trials
+        self.direction = direction
+        self.t0 = time.time()
+        self.finished_here = 0
+
+    def trial(self, state: SweepState, trial: Trial, running: int) -> None:
+        self.finished_here += 1
+        counts = state.counts()
+        done = counts["complete"] + counts["failed"]
+        best = best_trial(state, self.direction)
+        left = max(self.n_trials - done, 0)
+        rate = (time.time() - self.t0) / self.finished_here
+        eta = left * rate / max(running, 1) if running else left * rate
+        from rich.markup import escape
+
+        params = escape(" ".join(f"{k.split('.')[-1]}={_fmt(v)}" for k, v in trial.params.items()))
+        if trial.status == "complete":
+            result = f"[green]{_fmt(trial.value)}[/]"
+        else:
+            result = f"[red]failed[/] ({escape((trial.error or '').splitlines()[0][:80])})"
+        best_txt = _fmt(best.value) if best else "-"
+        self.console.print(
+            f"[bold]trial {trial.number}[/] [{done}/{self.n_trials}] job {trial.job} {result} | best {best_txt} | "
+            f"failed {counts['failed']} | eta {eta:.0f}s | {params}",
+            soft_wrap=True,
+        )

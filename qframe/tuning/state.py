@@ -1,0 +1,92 @@
+"""The durable state of a sweep: every trial with its params, result, status and job number.
+
+Written after every finished trial by atomic replace (write a temporary file, fsync, rename), so a sweep killed at
+any moment leaves either the previous or the new state, never a torn file. A resumed sweep reads it back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qframe.core.errors import ConfigError
+
+STATE_FILE = "sweep_state.json"
+FORMAT = 1
+
+
+@dataclass
+class Trial:
+    """One trial of the sweep."""
+
+    number: int
+    job: int
+    status: str  # "running", "complete", "failed"
+    params: dict[str, Any]
+    vals: dict[str, list]  # hyperopt's raw values (choice indices), to rebuild its Trials on resume
+    value: float | None = None
+    error: str | None = None
+    started: float | None = None
+    ended: float | None = None
+    attempts: int = 1
+    working_dir: str | None = None
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.started is None or self.ended is None else self.ended - self.started
+
+
+@dataclass
+class SweepState:
+    """Everything needed to resume a sweep and to report on it."""
+
+    signature: str
+    space: dict[str, str]
+    fixed: list[str]
+    settings: dict[str, Any]
+    trials: list[Trial] = field(default_factory=list)
+    parent_run_id: str | None = None
+    format: int = FORMAT
+
+    def counts(self) -> dict[str, int]:
+        out = {"complete": 0, "failed": 0, "running": 0}
+        for t in self.trials:
+            out[t.status] = out.get(t.status, 0) + 1
+        return out
+
+    def next_job(self) -> int:
+        return max((t.job for t in self.trials), default=-1) + 1
+
+    def save(self, path: Path) -> None:
+        """Write atomically: the file on disk is always a complete state."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        doc = asdict(self)
+        fd, tmp = tempfile.mkstemp(prefix=".sweep_state-", suffix=".json", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(doc, fh, indent=1, default=_json_default)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: Path) -> SweepState:
+        try:
+            doc = json.loads(path.read_text())
+            trials = [Trial(**t) for t in doc.pop("trials")]
+            return cls(trials=trials, **doc)
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise ConfigError(f"cannot resume from {path}: the sweep state is unreadable ({exc})") from None
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)

@@ -1,0 +1,487 @@
+"""The hyperopt sweep behind ``hydra/sweeper=hyperopt``: asynchronous slots, failure semantics, durable resume.
+
+* Slots: with qframe's fork launcher the moment any trial ends a new one is suggested (the running ones are known
+  to the algorithm as pending) and started. Other launchers (basic, joblib, ray) get batches of ``n_jobs``.
+* Failures: a trial that raises, returns NaN/inf or a non-number, dies by a signal or outlives ``trial_timeout`` is
+  recorded as failed with its reason and is never told to the algorithm. More than ``max_failure_rate * n_trials``
+  failures stop the sweep (with every output written).
+* Resume: the state is saved after every trial; a sweep started on a directory holding a state continues it:
+  completed trials are kept, job numbers continue, ``n_trials`` is the total, and a trial that was running when the
+  sweep died is retried once.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qframe.core.errors import ConfigError, QFrameError
+from qframe.tuning.space import Space, combine
+from qframe.tuning.state import STATE_FILE, SweepState, Trial
+
+DIRECTIONS = ("minimize", "maximize")
+
+
+@dataclass
+class SweepSettings:
+    """``hydra.sweeper.*`` (see hydra_plugins/qframe_sweeper)."""
+
+    algo: str = "tpe"
+    objective: str | None = None
+    direction: str = "maximize"
+    n_trials: int = 20
+    n_jobs: int = 1
+    max_failure_rate: float = 0.5
+    seed: int = 0
+    n_startup_trials: int | None = 10
+    trial_timeout: float | None = None
+    params: dict[str, Any] | None = None
+    spaces: list[str] = field(default_factory=list)
+    resume: bool = False
+    mlflow: bool = True
+
+    def check(self) -> None:
+        if self.direction not in DIRECTIONS:
+            raise ConfigError(f"hydra.sweeper.direction={self.direction!r}; valid options: {', '.join(DIRECTIONS)}")
+        if int(self.n_jobs) < 1:
+            raise ConfigError(f"hydra.sweeper.n_jobs must be >= 1, got {self.n_jobs}")
+        if int(self.n_trials) < 1:
+            raise ConfigError(f"hydra.sweeper.n_trials must be >= 1, got {self.n_trials}")
+        if not 0.0 <= float(self.max_failure_rate) <= 1.0:
+            raise ConfigError(f"hydra.sweeper.max_failure_rate must be in [0, 1], got {self.max_failure_rate}")
+        if self.n_startup_trials is not None and int(self.n_startup_trials) < 1:
+            raise ConfigError(f"hydra.sweeper.n_startup_trials must be >= 1 or null, got {self.n_startup_trials}")
+        if self.trial_timeout is not None and float(self.trial_timeout) <= 0:
+            raise ConfigError(f"hydra.sweeper.trial_timeout must be > 0 seconds or null, got {self.trial_timeout}")
+
+
+def _named_spaces(names: list[str]) -> list[dict]:
+    from qframe.core.registry import get_registry
+
+    registry = get_registry()
+    out = []
+    for name in names or []:
+        try:
+            item = registry.get("search_space", name)
+        except ConfigError as exc:
+            raise ConfigError(f"hydra.sweeper.spaces: {exc}") from None
+        space = item.obj() if callable(item.obj) else item.obj
+        out.append(dict(space))
+    return out
+
+
+def _number(value: Any) -> tuple[float | None, str | None]:
+    """(objective, None) for a finite number, else (None, why it is not usable)."""
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            value = value.item()
+        except (TypeError, ValueError):
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None, f"the job returned a non-number: {value!r}"[:300]
+    if not math.isfinite(value):
+        return None, f"the job returned {value}"
+    return float(value), None
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else "unknown error"
+
+
+class HyperoptSweep:
+    """The sweep logic; :class:`hydra_plugins.qframe_sweeper.qframe_sweeper.QFrameHyperoptSweeper` delegates here."""
+
+    def __init__(self, settings: SweepSettings) -> None:
+        self.s = settings
+        self.config: Any = None
+        self.hydra_context: Any = None
+        self.task_function: Any = None
+        self.launcher: Any = None
+
+    def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.task_function = task_function
+
+    # -----------------------------------------------------------------------------------------------------------
+    def sweep(self, arguments: list[str]) -> Any:
+        try:
+            return self._sweep(list(arguments))
+        except QFrameError as exc:
+            if os.environ.get("QFRAME_DEBUG", "").lower() in ("1", "true", "yes"):
+                raise
+            print(f"qframe: error: {exc}", file=sys.stderr)
+            sys.exit(2)
+
+    def _objective(self) -> tuple[str | None, list[str]]:
+        """The objective's name and the override that selects it in every trial."""
+        from omegaconf import OmegaConf
+
+        has_key = OmegaConf.select(self.config, "objective", default=None) is not None
+        name = self.s.objective or (OmegaConf.select(self.config, "objective") if has_key else None)
+        if has_key and name is not None:
+            from qframe.core.workflow import metric_names
+
+            if name not in metric_names():
+                raise ConfigError(
+                    f"hydra.sweeper.objective={name!r} is not a metric a run records; "
+                    f"valid options: {', '.join(metric_names())}"
+                )
+        return name, ([f"objective={name}"] if self.s.objective and has_key else [])
+
+    def _space(self, arguments: list[str], extra_fixed: list[str]) -> Space:
+        from omegaconf import OmegaConf
+
+        params = self.s.params
+        if params is not None and not isinstance(params, dict):
+            params = OmegaConf.to_container(params, resolve=False)
+        space = combine(_named_spaces(list(self.s.spaces or [])), params, arguments)
+        space.fixed = [f for f in space.fixed if not f.startswith("objective=")] + extra_fixed
+        return space
+
+    def _state(self, sweep_dir: Path, space: Space) -> tuple[SweepState, Path, bool]:
+        path = sweep_dir / STATE_FILE
+        if not path.is_file() and self.s.resume:
+            found = _latest_state(sweep_dir, space.signature())
+            if found is None:
+                raise ConfigError(
+                    f"hydra.sweeper.resume=true but no earlier sweep with this search space was found under "
+                    f"{sweep_dir.parent.parent}; give its directory with hydra.sweep.dir=<dir>"
+                )
+            path = found
+        if path.is_file():
+            state = SweepState.load(path)
+            if state.signature != space.signature():
+                raise ConfigError(
+                    f"cannot resume the sweep in {path.parent}: it was made with a different search space "
+                    f"({state.space} fixed {state.fixed}) than this one ({space.describe()} fixed {space.fixed}); "
+                    "use a new hydra.sweep.dir or the same space"
+                )
+            return state, path, True
+        settings = {"algo": self.s.algo, "direction": self.s.direction, "seed": self.s.seed}
+        return SweepState(space.signature(), space.describe(), list(space.fixed), settings), path, False
+
+    def _sweep(self, arguments: list[str]) -> Any:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.core.plugins import Plugins
+        from omegaconf import OmegaConf
+
+        from qframe.tuning.optimizer import Optimizer, resolve_backend
+
+        s = self.s
+        s.check()
+        # ${hydra:...} interpolations (sweep dir, workdir) resolve against the sweep's own config
+        HydraConfig.instance().set_config(self.config)
+        objective, objective_override = self._objective()
+        space = self._space(arguments, objective_override)
+        suggest = resolve_backend(s.algo, s.n_startup_trials)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        state, state_path, resumed = self._state(sweep_dir, space)
+        if state_path.parent != sweep_dir:
+            # resume=true found the sweep elsewhere: every job is composed into that directory
+            sweep_dir = state_path.parent
+            _set_sweep_dir(self.config, sweep_dir)
+            HydraConfig.instance().set_config(self.config)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+
+        optimizer = Optimizer(space, suggest, s.seed)
+        retry: list[Trial] = []
+        for trial in state.trials:
+            if trial.status == "running":
+                if trial.attempts < 2:
+                    retry.append(trial)
+                    optimizer.restore(trial.number, trial.vals, None, running=True)
+                    continue
+                trial.status, trial.error = "failed", "interrupted twice (the sweep died while it ran)"
+            done = trial.status == "complete" and trial.value is not None
+            optimizer.restore(trial.number, trial.vals, self._loss(trial.value) if done else None)
+
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=self.hydra_context, task_function=self.task_function, config=self.config
+        )
+        impl = getattr(self.launcher, "impl", None)
+        asynchronous = impl is not None and hasattr(impl, "submit")
+
+        # qframe's app prints no per-run report inside a sweep (the progress line stands for it)
+        os.environ["QFRAME_SWEEP"] = "1"
+        tracking = self._start_tracking(state, space, objective)
+        if tracking is not None and asynchronous:
+            from qframe.tuning.mlflow_parent import warm_store
+
+            warm_store(tracking[0])
+        state.save(state_path)
+        from qframe.tuning.outputs import Progress
+
+        progress = Progress(int(s.n_trials), s.direction)
+        if resumed:
+            c = state.counts()
+            progress.console.print(
+                f"resuming the sweep in {sweep_dir}: {c['complete']} complete, {c['failed']} failed, "
+                f"{len(retry)} interrupted (retried)"
+            )
+        stopped: str | None = None
+        try:
+            if asynchronous:
+                stopped = self._run_async(impl, optimizer, state, state_path, space, retry, progress)
+            else:
+                stopped = self._run_batches(optimizer, state, state_path, space, retry, progress)
+        except KeyboardInterrupt:
+            if asynchronous:
+                impl.kill_all()
+            state.save(state_path)
+            self._finish(state, space, objective, tracking, "KILLED", "interrupted")
+            raise
+        paths = self._finish(state, space, objective, tracking, "FAILED" if stopped else "FINISHED", stopped)
+        self._report(state, space, objective, paths)
+        if stopped:
+            raise QFrameError(f"{stopped}; results so far are in {sweep_dir}")
+        return None
+
+    # -----------------------------------------------------------------------------------------------------------
+    def _loss(self, value: float) -> float:
+        return -value if self.s.direction == "maximize" else value
+
+    def _too_many_failures(self, state: SweepState) -> str | None:
+        failed = state.counts()["failed"]
+        allowed = float(self.s.max_failure_rate) * int(self.s.n_trials)
+        if failed > allowed:
+            return (
+                f"sweep stopped: {failed} of {int(self.s.n_trials)} trials failed, more than "
+                f"max_failure_rate={self.s.max_failure_rate} allows"
+            )
+        return None
+
+    def _new_trial(self, optimizer: Any, state: SweepState, retry: list[Trial]) -> Trial:
+        if retry:
+            trial = retry.pop(0)
+            trial.attempts += 1
+            trial.job = state.next_job()
+            trial.started = None
+            return trial
+        number = len(state.trials)
+        values, vals = optimizer.ask(number)
+        trial = Trial(number=number, job=state.next_job(), status="running", params=values, vals=vals)
+        state.trials.append(trial)
+        return trial
+
+    def _finish_trial(
+        self,
+        optimizer: Any,
+        trial: Trial,
+        ok: bool,
+        value: Any,
+        error: str | None,
+        started: float | None,
+        ended: float,
+        working_dir: str | None,
+    ) -> None:
+        if ok:
+            number, why = _number(value)
+        else:
+            number, why = None, _first_line(error)
+        trial.started = started if started is not None else trial.started
+        trial.ended = ended
+        trial.working_dir = working_dir
+        if number is None:
+            trial.status, trial.error, trial.value = "failed", why, None
+            optimizer.tell(trial.number, None)
+        else:
+            trial.status, trial.error, trial.value = "complete", None, number
+            optimizer.tell(trial.number, self._loss(number))
+
+    def _overrides(self, space: Space, trial: Trial) -> list[str]:
+        return space.overrides(trial.params)
+
+    def _remaining(self, state: SweepState, running: int) -> int:
+        c = state.counts()
+        return int(self.s.n_trials) - c["complete"] - c["failed"] - running
+
+    def _run_async(
+        self,
+        impl: Any,
+        optimizer: Any,
+        state: SweepState,
+        state_path: Path,
+        space: Space,
+        retry: list[Trial],
+        progress: Any,
+    ) -> str | None:
+        from qframe.tuning.mlflow_parent import TRIAL_ENV
+
+        by_job: dict[int, Trial] = {}
+        timeout = float(self.s.trial_timeout) if self.s.trial_timeout else None
+        while True:
+            while len(by_job) < int(self.s.n_jobs) and self._remaining(state, len(by_job)) > 0:
+                trial = self._new_trial(optimizer, state, retry)
+                trial.status = "running"
+                os.environ[TRIAL_ENV] = str(trial.number)
+                trial.started = impl.submit(self._overrides(space, trial), trial.job, timeout)
+                by_job[trial.job] = trial
+                state.save(state_path)
+            if not by_job:
+                return None
+            for finished in impl.wait():
+                trial = by_job.pop(finished.idx)
+                self._finish_trial(
+                    optimizer,
+                    trial,
+                    finished.ok,
+                    finished.value,
+                    finished.error,
+                    finished.started,
+                    finished.ended,
+                    finished.working_dir,
+                )
+                state.save(state_path)
+                progress.trial(state, trial, len(by_job))
+                stop = self._too_many_failures(state)
+                if stop:
+                    impl.kill_all()
+                    for other in by_job.values():
+                        other.status, other.error, other.ended = "failed", "killed: the sweep stopped", time.time()
+                    state.save(state_path)
+                    return stop
+
+    def _run_batches(
+        self, optimizer: Any, state: SweepState, state_path: Path, space: Space, retry: list[Trial], progress: Any
+    ) -> str | None:
+        from qframe.tuning.mlflow_parent import TRIAL_ENV
+
+        while self._remaining(state, 0) > 0:
+            batch = [
+                self._new_trial(optimizer, state, retry)
+                for _ in range(min(int(self.s.n_jobs), self._remaining(state, 0)))
+            ]
+            started = time.time()
+            for trial in batch:
+                trial.status, trial.started = "running", started
+            os.environ[TRIAL_ENV] = str(batch[0].number)
+            state.save(state_path)
+            returns = self.launcher.launch([self._overrides(space, t) for t in batch], initial_job_idx=batch[0].job)
+            ended = time.time()
+            for trial, ret in zip(batch, returns, strict=True):
+                from hydra.core.utils import JobStatus
+
+                ok = ret.status == JobStatus.COMPLETED
+                value = ret._return_value if ok else None
+                error = None if ok else f"{type(ret._return_value).__name__}: {ret._return_value}"
+                self._finish_trial(optimizer, trial, ok, value, error, started, ended, _job_dir(ret))
+                state.save(state_path)
+                progress.trial(state, trial, 0)
+            stop = self._too_many_failures(state)
+            if stop:
+                return stop
+        return None
+
+    # -----------------------------------------------------------------------------------------------------------
+    def _tracking_target(self) -> tuple[str, str, str] | None:
+        """(tracking uri, experiment, artifact root) when the task is a qframe run with tracking, else None."""
+        from omegaconf import OmegaConf
+
+        if not self.s.mlflow or OmegaConf.select(self.config, "workdir", default=None) is None:
+            return None
+        from qframe.core import tracking
+
+        workdir = Path(str(OmegaConf.select(self.config, "workdir"))).expanduser().resolve()
+        uri = tracking.resolve_tracking_uri(OmegaConf.select(self.config, "tracking_uri", default=None), workdir)
+        experiment = OmegaConf.select(self.config, "experiment_name", default=None) or "qframe"
+        return uri, experiment, str(workdir / "artifacts")
+
+    def _start_tracking(self, state: SweepState, space: Space, objective: str | None) -> tuple[str, str] | None:
+        from qframe.tuning.mlflow_parent import PARENT_RUN_ENV, in_fork, start_parent
+
+        target = self._tracking_target()
+        if target is None:
+            return None
+        uri, experiment, artifact_root = target
+        params = {f"space.{k.lstrip('+~')}": v for k, v in space.describe().items()}
+        params.update(
+            algo=self.s.algo,
+            n_trials=self.s.n_trials,
+            n_jobs=self.s.n_jobs,
+            direction=self.s.direction,
+            objective=objective,
+            seed=self.s.seed,
+            fixed=" ".join(space.fixed),
+            sweep_dir=str(self.config.hydra.sweep.dir),
+        )
+        name = f"sweep {Path(str(self.config.hydra.sweep.dir)).name}"
+        run_id = in_fork(start_parent, uri, experiment, artifact_root, state.parent_run_id, name, params)
+        state.parent_run_id = run_id
+        os.environ[PARENT_RUN_ENV] = run_id
+        return uri, run_id
+
+    def _finish(
+        self,
+        state: SweepState,
+        space: Space,
+        objective: str | None,
+        tracking: tuple[str, str] | None,
+        status: str,
+        stopped: str | None,
+    ) -> dict[str, Path]:
+        from qframe.tuning.mlflow_parent import PARENT_RUN_ENV, finish_parent, in_fork
+        from qframe.tuning.outputs import best_curve, write_outputs
+
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        paths = write_outputs(sweep_dir, state, space, self.s.direction, objective, "qframe", stopped)
+        if tracking is not None:
+            uri, run_id = tracking
+            failures = {t.number: t.error or "failed" for t in state.trials if t.status == "failed"}
+            files = [str(paths[k]) for k in ("results", "parquet", "csv", "history")]
+            in_fork(finish_parent, uri, run_id, best_curve(state, self.s.direction), files, failures, status)
+            os.environ.pop(PARENT_RUN_ENV, None)
+        return paths
+
+    def _report(self, state: SweepState, space: Space, objective: str | None, paths: dict[str, Path]) -> None:
+        from rich.console import Console
+        from rich.markup import escape
+
+        from qframe.tuning.outputs import best_command, best_trial
+
+        console = Console(highlight=False)
+        c = state.counts()
+        best = best_trial(state, self.s.direction)
+        console.print(
+            f"[bold]sweep done[/]: {c['complete']} complete, {c['failed']} failed -> {paths['results']}", soft_wrap=True
+        )
+        if best is not None:
+            console.print(f"best {objective or 'objective'} = {best.value:.6g} (trial {best.number}, job {best.job})")
+            console.print(f"re-run: {escape(best_command(space, best))}", soft_wrap=True)
+
+
+def _set_sweep_dir(config: Any, sweep_dir: Path) -> None:
+    """Point the sweep (and the jobs Hydra composes from its overrides) at ``sweep_dir``."""
+    from omegaconf import open_dict, read_write
+
+    # HydraConfig marks the hydra node read-only
+    with read_write(config.hydra), open_dict(config.hydra):
+        config.hydra.sweep.dir = str(sweep_dir)
+        with read_write(config.hydra.overrides.hydra):
+            config.hydra.overrides.hydra.append(f"hydra.sweep.dir={sweep_dir}")
+
+
+def _job_dir(ret: Any) -> str | None:
+    try:
+        return str(ret.hydra_cfg.hydra.runtime.output_dir)
+    except Exception:  # noqa: BLE001 - a launcher that returns no hydra config: the job dir is unknown
+        return None
+
+
+def _latest_state(sweep_dir: Path, signature: str) -> Path | None:
+    """The newest sweep state with ``signature`` under the sweeps root (``<root>/<date>/<time>/``)."""
+    root = sweep_dir.parent.parent
+    found = []
+    for path in root.glob(f"*/*/{STATE_FILE}"):
+        try:
+            if SweepState.load(path).signature == signature:
+                found.append(path)
+        except ConfigError:
+            continue
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None

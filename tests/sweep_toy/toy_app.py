@@ -1,0 +1,40 @@
+"""A tiny Hydra app for sweeper tests: a known objective, and a failure of a chosen kind by job number."""
+
+import os
+import signal
+import time
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+
+@hydra.main(config_path="conf", config_name="toy", version_base="1.3")
+def main(cfg: DictConfig):
+    job = HydraConfig.get().job.num
+    if cfg.log:
+        with open(cfg.log, "a") as fh:
+            fh.write(f"start {job} {cfg.x!r} {cfg.y!r} {time.time()}\n")
+    time.sleep(cfg.sleep)
+    mode = cfg.failures[job] if job < len(cfg.failures) else cfg.mode
+    if mode == "raise":
+        raise RuntimeError(f"planted failure in job {job}")
+    if mode == "nan_value":
+        return float("nan")
+    if mode == "string":
+        return "not a number"
+    if mode == "segv":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if mode == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if mode == "hang":
+        time.sleep(60)
+    value = (cfg.x - 0.3) ** 2 + (cfg.y + 0.2) ** 2 + (0.0 if cfg.c == "b" else 0.5)
+    if cfg.log:
+        with open(cfg.log, "a") as fh:
+            fh.write(f"done {job} {cfg.x!r} {cfg.y!r} {time.time()}\n")
+    return value
+
+
+if __name__ == "__main__":
+    main()
