@@ -113,7 +113,10 @@ def run_workflow(cfg: dict[str, Any], registry: Registry | None = None) -> RunRe
 
         model = registry.create("model", model_name, **model_params)
         t0 = time.perf_counter()
-        model.fit(train.X, train.y, valid.X, valid.y)
+        if hasattr(model, "fit_panel"):  # models that need dates/instruments (sequences, daily IC) and a work area
+            model.fit_panel(train, valid, workdir / "checkpoints" / run.info.run_id)
+        else:
+            model.fit(train.X, train.y, valid.X, valid.y)
         timings["fit"] = time.perf_counter() - t0
         # the learn segments are copies (DropnaLabel) no longer needed: free them before predicting and recording
         del train, valid
@@ -121,7 +124,8 @@ def run_workflow(cfg: dict[str, Any], registry: Registry | None = None) -> RunRe
         prepared.segments.pop("valid")
 
         t0 = time.perf_counter()
-        scores = test.series(model.predict(test.X), "score")
+        predictions = model.predict_panel(test) if hasattr(model, "predict_panel") else model.predict(test.X)
+        scores = test.series(predictions, "score")
         timings["predict"] = time.perf_counter() - t0
         if not np.isfinite(scores.to_numpy()).any():
             raise ConfigError(f"model {model_name!r} produced no finite prediction on the test segment")
