@@ -13,8 +13,9 @@ import logging
 import os
 import socket
 import subprocess
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+import threading
+import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -103,28 +104,71 @@ def run_tags(dataset_fingerprint: str) -> dict[str, str]:
     return tags
 
 
-@contextmanager
-def mlflow_run(uri: str, experiment_id: str, run_name: str | None = None) -> Iterator[Any]:
-    """An MLflow run that ends FINISHED, or FAILED on any exception (KILLED on Ctrl-C)."""
-    import mlflow
+class DeferredRun:
+    """An MLflow run whose store set-up runs in a background thread while the caller loads data.
 
-    mlflow.set_tracking_uri(uri)
-    # inside a qframe sweep the trial's run nests under the sweep's parent run (set by qframe.tuning)
-    parent = os.environ.get("QFRAME_PARENT_RUN_ID") or None
-    trial = os.environ.get("QFRAME_TRIAL_NUMBER")
-    tags = {"qframe.trial": trial} if parent and trial else None
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, parent_run_id=parent, tags=tags)
-    try:
-        yield run
-    except KeyboardInterrupt:
-        mlflow.end_run(status="KILLED")
-        raise
-    except BaseException as exc:
+    Importing MLflow and opening (or creating) its store takes ~2 s; data loading and features need none of it.
+    The run itself starts at :meth:`start`; leaving the ``with`` block ends it FINISHED, or FAILED (KILLED on
+    Ctrl-C) with the error as the ``qframe.error`` tag — a run that fails before :meth:`start` is still
+    recorded as FAILED.
+    """
+
+    def __init__(self, uri: str, experiment: str, artifact_root: Path, run_name: str | None = None) -> None:
+        self.uri, self.experiment, self.artifact_root, self.run_name = uri, experiment, artifact_root, run_name
+        self.run: Any = None
+        self.waited = 0.0
+        self._experiment_id: str | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._set_up, name="qframe-tracking-setup", daemon=True)
+        self._thread.start()
+
+    def _set_up(self) -> None:
+        try:
+            import mlflow  # noqa: F401 - the slow part, done here off the main thread
+
+            self._experiment_id = ensure_experiment(self.uri, self.experiment, self.artifact_root)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread by start()
+            self._error = exc
+
+    def start(self) -> Any:
+        """Wait for the set-up and start the MLflow run (nested under a sweep's parent run inside a sweep)."""
+        import mlflow
+
+        t0 = time.perf_counter()
+        self._thread.join()
+        self.waited = time.perf_counter() - t0
+        if self._error is not None:
+            raise self._error
+        mlflow.set_tracking_uri(self.uri)
+        # inside a qframe sweep the trial's run nests under the sweep's parent run (set by qframe.tuning)
+        parent = os.environ.get("QFRAME_PARENT_RUN_ID") or None
+        trial = os.environ.get("QFRAME_TRIAL_NUMBER")
+        tags = {"qframe.trial": trial} if parent and trial else None
+        self.run = mlflow.start_run(
+            experiment_id=self._experiment_id, run_name=self.run_name, parent_run_id=parent, tags=tags
+        )
+        return self.run
+
+    def __enter__(self) -> DeferredRun:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        import mlflow
+
+        if exc is None:
+            mlflow.end_run(status="FINISHED")
+            return False
+        if self.run is None:
+            try:
+                self.start()
+            except BaseException:  # noqa: BLE001 - tracking itself is broken: the original error matters more
+                return False
+        if isinstance(exc, KeyboardInterrupt):
+            mlflow.end_run(status="KILLED")
+            return False
         try:  # the reason, for sweeps and the UI; never hide the original error behind a tracking one
             mlflow.set_tag("qframe.error", f"{type(exc).__name__}: {exc}"[:5000])
         except Exception:  # noqa: BLE001
             pass
         mlflow.end_run(status="FAILED")
-        raise
-    else:
-        mlflow.end_run(status="FINISHED")
+        return False

@@ -95,19 +95,20 @@ def run_workflow(cfg: dict[str, Any], registry: Registry | None = None) -> RunRe
 
     timings: dict[str, float] = {}
     uri = tracking.resolve_tracking_uri(cfg.get("tracking_uri"), workdir)
-    t0 = time.perf_counter()
-    experiment_id = tracking.ensure_experiment(uri, cfg.get("experiment_name") or "qframe", workdir / "artifacts")
-    timings["tracking setup"] = time.perf_counter() - t0
-
-    with tracking.mlflow_run(uri, experiment_id, cfg.get("run_name")) as run:
-        import mlflow
-
+    experiment = cfg.get("experiment_name") or "qframe"
+    with tracking.DeferredRun(uri, experiment, workdir / "artifacts", cfg.get("run_name")) as tracked:
         t0 = time.perf_counter()
         market = registry.create("dataset", dataset_name, **dataset_params).load(cache_dir=cache_dir)
         timings["data"] = time.perf_counter() - t0
 
         prepared = prepare(market, registry, cfg["handler"], cfg.get("segments") or {}, cache_dir)
         timings.update(prepared.timings)
+
+        run = tracked.start()
+        experiment_id = run.info.experiment_id
+        timings["tracking setup"] = tracked.waited  # what was left of the store set-up after data and features
+        import mlflow
+
         train, valid, test = (prepared.segments[s] for s in ("train", "valid", "test"))
         samples = {s: len(p) for s, p in prepared.segments.items()}
 
