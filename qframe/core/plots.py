@@ -19,7 +19,7 @@ def _pyplot():
 def _finish(plt, fig, ax, title: str, path: Path) -> Path:
     ax.axhline(0, color="grey", lw=0.6)
     ax.set_title(title)
-    ax.legend(loc="best")
+    ax.legend(loc="upper left")  # "best" scans every drawn point: ~0.7 s on a 500-day test segment
     fig.autofmt_xdate()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -47,7 +47,8 @@ def plot_ic(daily_ic: pd.DataFrame, path: Path, window: int = 20) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for col, color in (("IC", "tab:blue"), ("RankIC", "tab:orange")):
-        ax.bar(daily_ic.index, daily_ic[col].to_numpy(), color=color, alpha=0.25, width=1.0, label=f"daily {col}")
+        # one LineCollection rather than a bar patch per day (bars cost ~1 ms each to build and lay out)
+        ax.vlines(daily_ic.index, 0, daily_ic[col].to_numpy(), color=color, alpha=0.35, lw=1.2, label=f"daily {col}")
         rolling = daily_ic[col].rolling(window, min_periods=1).mean()
         ax.plot(rolling.index, rolling.to_numpy(), color=color, label=f"{col} {window}-day mean")
     return _finish(plt, fig, ax, "Information coefficient on the test segment", path)
