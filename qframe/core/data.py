@@ -103,8 +103,8 @@ class MarketData:
             notes=list(self.notes),
         )
 
-    def take_instruments(self, cols: slice) -> MarketData:
-        """The market restricted to a block of instruments (views of the field arrays)."""
+    def take_instruments(self, cols: slice | np.ndarray) -> MarketData:
+        """The market restricted to some instruments (a slice gives views of the field arrays)."""
         return MarketData(
             calendar=self.calendar,
             instruments=self.instruments[cols],
@@ -112,6 +112,7 @@ class MarketData:
             universe=self.universe[:, cols],
             benchmark=self.benchmark,
             name=self.name,
+            notes=list(self.notes),
         )
 
     def to_long(self) -> pd.DataFrame:

@@ -153,15 +153,7 @@ def select_market(
                 f"{', '.join(unknown[:10])}; remove them from {key}.instruments"
             )
         cols = market.instruments.get_indexer(wanted.unique())
-        market = MarketData(
-            calendar=market.calendar,
-            instruments=market.instruments[cols],
-            fields={k: v[:, cols] for k, v in market.fields.items()},
-            universe=market.universe[:, cols],
-            benchmark=market.benchmark,
-            name=market.name,
-            notes=list(market.notes),
-        )
+        market = market.take_instruments(cols)
     if not market.universe.any():
         raise DataError(
             f"{source}: the universe has no member between {market.calendar[0].date()} and "
