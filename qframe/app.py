@@ -52,8 +52,7 @@ def _resolve(cfg: DictConfig) -> dict:
         raise ConfigError(f"invalid config: {exc}".splitlines()[0]) from None
 
 
-@hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")
-def hydra_main(cfg: DictConfig) -> float:
+def _task(cfg: DictConfig) -> float:
     from qframe.core.workflow import run_workflow
 
     try:
@@ -65,8 +64,21 @@ def hydra_main(cfg: DictConfig) -> float:
             traceback.print_exc()
         fail(str(exc))
     # inside a qframe hyperopt sweep the sweeper prints one line per trial; the full report is in the trial's run
-    if os.environ.get("QFRAME_SWEEP") != "1":
+    from qframe.core.tracking import is_sweep_trial
+
+    if not is_sweep_trial():
         from qframe.report import print_result
 
         print_result(result)
     return result.objective
+
+
+def _prefork(cfg: DictConfig) -> None:
+    """qframe's fork launcher calls this in a sweep's parent, once, before forking trials: load what they share."""
+    from qframe.core.workflow import preload
+
+    preload(_resolve(cfg))
+
+
+_task.qframe_prefork = _prefork  # see qframe.launch.forking.PREFORK_ATTR
+hydra_main = hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(_task)

@@ -107,3 +107,14 @@ def test_risk_analysis_product_definitions():
 def test_risk_analysis_bad_mode():
     with pytest.raises(ConfigError, match="sum.*product"):
         risk_analysis(pd.Series([0.01, 0.02]), mode="compound")
+
+
+def test_grouped_rank_is_pandas_average_rank():
+    from qframe.core.evaluation import _grouped_rank
+
+    rng = np.random.default_rng(7)
+    for n in (0, 1, 2, 17, 300):
+        codes = rng.integers(0, 6, n)
+        values = np.round(rng.normal(size=n), 1)  # many ties
+        expected = pd.Series(values).groupby(codes).rank(method="average").to_numpy()
+        np.testing.assert_array_equal(_grouped_rank(values, codes), expected)

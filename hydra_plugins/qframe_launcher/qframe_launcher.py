@@ -21,7 +21,8 @@ class QFrameLauncherConf:
     n_jobs: int = 1
     # seconds before a job is killed and recorded as failed (null: no limit)
     timeout: float | None = None
-    # import pandas/LightGBM/MLflow/qframe in the parent once, so every forked job starts with them loaded
+    # import pandas/LightGBM/MLflow/qframe and load the inputs the jobs share (market, features) in the parent
+    # once, so every forked job starts with them loaded
     preload: bool = True
 
 

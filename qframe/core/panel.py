@@ -47,9 +47,15 @@ class Panel:
         return Panel(self.X[sl], self.y[sl], self.day[sl], self.inst[sl], self.names, self.calendar, self.instruments)
 
     def index(self) -> pd.MultiIndex:
-        return pd.MultiIndex.from_arrays(
-            [self.calendar[self.day], self.instruments[self.inst]], names=["datetime", "instrument"]
+        # the row keys are codes into the (unique) calendar and instruments already: no factorizing (~7 ms a call
+        # on 74k rows), and the same index from_arrays would build
+        index = pd.MultiIndex(
+            levels=[self.calendar, self.instruments],
+            codes=[self.day, self.inst],
+            names=["datetime", "instrument"],
+            verify_integrity=False,
         )
+        return index.remove_unused_levels()
 
     def series(self, values: np.ndarray, name: str) -> pd.Series:
         """``values`` (one per row) as a Series on the (datetime, instrument) index."""

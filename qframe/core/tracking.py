@@ -87,12 +87,12 @@ def git_state(directory: Path) -> tuple[str, bool] | None:
         return None
 
 
-def run_tags(dataset_fingerprint: str) -> dict[str, str]:
-    tags = {
-        "qframe.version": qframe.__version__,
-        "qframe.dataset_fingerprint": dataset_fingerprint,
-        "qframe.host": socket.gethostname(),
-    }
+#: tags describing where runs come from (version, host, git state), fixed by :func:`preload` for forked runs
+_SOURCE_TAGS: dict[str, str] | None = None
+
+
+def _source_tags() -> dict[str, str]:
+    tags = {"qframe.version": qframe.__version__, "qframe.host": socket.gethostname()}
     # the researcher's project first (cwd), else the qframe checkout itself
     for where in (Path.cwd(), Path(qframe.__file__).parent):
         state = git_state(where)
@@ -104,23 +104,95 @@ def run_tags(dataset_fingerprint: str) -> dict[str, str]:
     return tags
 
 
+def run_tags(dataset_fingerprint: str) -> dict[str, str]:
+    """The tags of a run on a dataset with this fingerprint."""
+    source = _SOURCE_TAGS if _SOURCE_TAGS is not None else _source_tags()
+    return {**source, "qframe.dataset_fingerprint": dataset_fingerprint}
+
+
+#: (tracking uri, experiment name) -> experiment id, resolved by :func:`preload` for the runs forked afterwards
+_EXPERIMENTS: dict[tuple[str, str], str] = {}
+
+
+def preload(uri: str, experiment: str, artifact_root: Path) -> None:
+    """Resolve once what every run of this process needs from tracking, before runs are forked from it.
+
+    Each run would otherwise spawn git twice, have MLflow's run-context providers import GitPython, open the
+    store (an SQL store checks its schema: ~0.7 s) and look its experiment up. The store's connections are closed
+    before returning and its pool is reset in every forked child: no database connection is shared across a fork.
+    """
+    global _SOURCE_TAGS
+    _SOURCE_TAGS = _source_tags()
+    from mlflow.tracking.context.registry import resolve_tags
+
+    resolve_tags()  # the providers cache what they find (git info) in this process
+    _EXPERIMENTS[(uri, experiment)] = ensure_experiment(uri, experiment, artifact_root)
+    release_connections(uri)
+
+
+_RELEASED_ENGINES: set[int] = set()
+
+
+def release_connections(uri: str) -> None:
+    """Close the pooled connections of ``uri``'s store in this process, and drop them (unclosed) in every child
+    forked later: no database connection is used on both sides of a fork. The store object stays, with its
+    schema checked and its SQL compiled, for the children to inherit."""
+    from mlflow.tracking import MlflowClient
+
+    engine = getattr(MlflowClient(tracking_uri=uri)._tracking_client.store, "engine", None)
+    if engine is None:  # not an SQL store
+        return
+    engine.dispose()
+    if id(engine) not in _RELEASED_ENGINES:
+        _RELEASED_ENGINES.add(id(engine))
+        os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
+
+
+#: set in a trial's environment by qframe's sweeper (through ``hydra.job.env_set``, so every launcher passes them on)
+SWEEP_ENV = "QFRAME_SWEEP"
+PARENT_RUN_ENV = "QFRAME_PARENT_RUN_ID"
+TRIAL_ENV = "QFRAME_TRIAL_NUMBER"
+
+
+def is_sweep_trial() -> bool:
+    """True when this run is a trial of a qframe hyperopt sweep."""
+    return os.environ.get(SWEEP_ENV) == "1"
+
+
+def sweep_parent_run() -> str | None:
+    """The sweep's parent run id when this run is a trial of a tracked qframe sweep, else None."""
+    return os.environ.get(PARENT_RUN_ENV) or None
+
+
 class DeferredRun:
     """An MLflow run whose store set-up runs in a background thread while the caller loads data.
 
     Importing MLflow and opening (or creating) its store takes ~2 s; data loading and features need none of it.
+    ``params`` (what the run was run with) are logged in one batch with the first metrics, or when the run fails.
     The run itself starts at :meth:`start`; leaving the ``with`` block ends it FINISHED, or FAILED (KILLED on
     Ctrl-C) with the error as the ``qframe.error`` tag — a run that fails before :meth:`start` is still
     recorded as FAILED.
     """
 
-    def __init__(self, uri: str, experiment: str, artifact_root: Path, run_name: str | None = None) -> None:
+    def __init__(
+        self,
+        uri: str,
+        experiment: str,
+        artifact_root: Path,
+        run_name: str | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
         self.uri, self.experiment, self.artifact_root, self.run_name = uri, experiment, artifact_root, run_name
         self.run: Any = None
         self.waited = 0.0
-        self._experiment_id: str | None = None
+        # logged with the first batch of metrics, or when the run fails: a failed run shows what it ran with
+        self._params = {k: str(v)[:6000] for k, v in (params or {}).items()}
+        self._experiment_id = _EXPERIMENTS.get((uri, experiment))
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._set_up, name="qframe-tracking-setup", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if self._experiment_id is None:
+            self._thread = threading.Thread(target=self._set_up, name="qframe-tracking-setup", daemon=True)
+            self._thread.start()
 
     def _set_up(self) -> None:
         try:
@@ -130,24 +202,58 @@ class DeferredRun:
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread by start()
             self._error = exc
 
-    def start(self) -> Any:
-        """Wait for the set-up and start the MLflow run (nested under a sweep's parent run inside a sweep)."""
+    def start(self, tags: Mapping[str, str] | None = None) -> Any:
+        """Wait for the set-up and start the MLflow run (nested under a sweep's parent run inside a sweep).
+
+        ``tags`` are written with the run itself; the params with the first :meth:`log`: a run costs few writes.
+        """
         import mlflow
 
         t0 = time.perf_counter()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
         self.waited = time.perf_counter() - t0
         if self._error is not None:
             raise self._error
         mlflow.set_tracking_uri(self.uri)
         # inside a qframe sweep the trial's run nests under the sweep's parent run (set by qframe.tuning)
-        parent = os.environ.get("QFRAME_PARENT_RUN_ID") or None
-        trial = os.environ.get("QFRAME_TRIAL_NUMBER")
-        tags = {"qframe.trial": trial} if parent and trial else None
-        self.run = mlflow.start_run(
-            experiment_id=self._experiment_id, run_name=self.run_name, parent_run_id=parent, tags=tags
-        )
+        parent = sweep_parent_run()
+        trial = os.environ.get(TRIAL_ENV)
+        tags = dict(tags or {})
+        if parent:
+            # the tag is what nests a run (start_run(parent_run_id=...) sets it after reading the whole parent run
+            # back to check it, ~45 ms a trial)
+            tags["mlflow.parentRunId"] = parent
+            if trial:
+                tags["qframe.trial"] = trial
+        self.run = mlflow.start_run(experiment_id=self._experiment_id, run_name=self.run_name, tags=tags or None)
         return self.run
+
+    def log(self, metrics: Mapping[str, float] | None = None, params: Mapping[str, Any] | None = None) -> None:
+        """Log metrics and params (with the run's own params, the first time) in one batch."""
+        from mlflow.entities import Metric, Param
+        from mlflow.tracking import MlflowClient
+
+        pending = {**self._params, **{k: str(v)[:6000] for k, v in (params or {}).items()}}
+        now = int(time.time() * 1000)
+        MlflowClient(self.uri).log_batch(
+            self.run.info.run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
+            params=[Param(k, v) for k, v in pending.items()],
+        )
+        self._params = {}
+
+    def log_artifacts(self, local_dir: Path) -> None:
+        """Upload ``local_dir``'s files to the run's artifact location.
+
+        Straight to the artifact repository of the run's known artifact URI: ``mlflow.log_artifacts`` would first
+        read the whole run back from the store to look that URI up (~30 ms).
+        """
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+        from mlflow.utils.uri import add_databricks_profile_info_to_artifact_uri
+
+        artifact_uri = add_databricks_profile_info_to_artifact_uri(self.run.info.artifact_uri, self.uri)
+        get_artifact_repository(artifact_uri, tracking_uri=self.uri).log_artifacts(str(local_dir))
 
     def __enter__(self) -> DeferredRun:
         return self
@@ -167,6 +273,8 @@ class DeferredRun:
             mlflow.end_run(status="KILLED")
             return False
         try:  # the reason, for sweeps and the UI; never hide the original error behind a tracking one
+            if self._params:
+                self.log()  # a failed run still shows what it was run with
             mlflow.set_tag("qframe.error", f"{type(exc).__name__}: {exc}"[:5000])
         except Exception:  # noqa: BLE001
             pass

@@ -6,6 +6,7 @@ resolves it), so the core knows nothing of Hydra.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import tempfile
@@ -58,7 +59,7 @@ def _component(cfg: dict[str, Any], key: str) -> tuple[str, dict[str, Any]]:
     return section["name"], params
 
 
-def _check_settings(cfg: dict[str, Any]) -> tuple[str, int, str]:
+def _check_settings(cfg: dict[str, Any]) -> tuple[str, int, str, bool]:
     objective = cfg.get("objective") or "excess_return_with_cost.information_ratio"
     if objective not in metric_names():
         valid = ", ".join(metric_names())
@@ -70,44 +71,114 @@ def _check_settings(cfg: dict[str, Any]) -> tuple[str, int, str]:
     mode = ev.get("accumulation", "sum")
     if mode not in ACCUMULATION_MODES:
         raise ConfigError(f"evaluation.accumulation={mode!r}; valid options: {', '.join(ACCUMULATION_MODES)}")
-    return objective, periods, mode
+    plots = (cfg.get("recording") or {}).get("plots", "auto")
+    if not (isinstance(plots, bool) or plots == "auto"):
+        raise ConfigError(f"recording.plots={plots!r}; valid options: true, false, auto")
+    if plots == "auto":
+        from qframe.core.tracking import is_sweep_trial
+
+        # a sweep's trials leave the plots out: its best trial re-runs with them in one command
+        plots = not is_sweep_trial()
+    return objective, periods, mode, plots
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# inputs shared by the runs of a sweep
+
+#: inputs loaded by :func:`preload`, by :func:`_inputs_key`: what runs forked from this process start from
+_PRELOADED: dict[str, tuple[Any, Any]] = {}
+
+
+def _workdir(cfg: dict[str, Any]) -> Path:
+    return Path(cfg.get("workdir") or ".qframe").expanduser().resolve()
+
+
+def _inputs_key(cfg: dict[str, Any]) -> str:
+    from qframe.core.cache import cache_key
+
+    parts = {k: cfg.get(k) for k in ("dataset", "handler", "segments")}
+    return cache_key("inputs", parts, str(_workdir(cfg)))
+
+
+def _load_inputs(cfg: dict[str, Any], registry: Registry) -> tuple[Any, Any, dict[str, float]]:
+    """The market and prepared segments of ``cfg`` (from the caches when possible), and the time each took."""
+    from qframe.core.handler import prepare
+
+    dataset_name, dataset_params = _component(cfg, "dataset")
+    cache_dir = _workdir(cfg) / "cache"
+    t0 = time.perf_counter()
+    market = registry.create("dataset", dataset_name, **dataset_params).load(cache_dir=cache_dir)
+    timings = {"data": time.perf_counter() - t0}
+    prepared = prepare(market, registry, cfg["handler"], cfg.get("segments") or {}, cache_dir)
+    timings.update(prepared.timings)
+    return market, prepared, timings
+
+
+def preload(cfg: dict[str, Any], registry: Registry | None = None) -> None:
+    """Load ``cfg``'s market, features and processed segments into this process, for the runs forked from it.
+
+    qframe's fork launcher calls this once in a sweep's parent process (the app's prefork hook): each trial whose
+    ``dataset``, ``handler``, ``segments`` and ``workdir`` match then starts with its inputs in memory,
+    copy-on-write, instead of reading the caches and re-running the processors. Nothing here starts a thread pool:
+    the process forks afterwards. The tracking store is opened and its experiment resolved here too.
+    """
+    from qframe.core import tracking
+
+    registry = registry or get_registry()
+    market, prepared, _ = _load_inputs(cfg, registry)
+    _PRELOADED.clear()
+    _PRELOADED[_inputs_key(cfg)] = (market, prepared)
+    workdir = _workdir(cfg)
+    uri = tracking.resolve_tracking_uri(cfg.get("tracking_uri"), workdir)
+    tracking.preload(uri, cfg.get("experiment_name") or "qframe", workdir / "artifacts")
+
+
+def _preloaded_inputs(cfg: dict[str, Any]) -> tuple[Any, Any] | None:
+    found = _PRELOADED.get(_inputs_key(cfg)) if _PRELOADED else None
+    if found is None:
+        return None
+    market, prepared = found
+    # a run appends notes and drops segments as it goes: it gets its own containers, sharing the arrays
+    market = copy.copy(market)
+    market.notes = list(market.notes)
+    prepared = copy.copy(prepared)
+    prepared.segments = dict(prepared.segments)
+    prepared.from_cache = True
+    return market, prepared
 
 
 def run_workflow(cfg: dict[str, Any], registry: Registry | None = None) -> RunResult:
     """Run the whole workflow for ``cfg``; the MLflow run is FAILED if anything raises."""
     from qframe.core import tracking
     from qframe.core.evaluation import risk_report, signal_analysis
-    from qframe.core.handler import prepare
-    from qframe.core.plots import plot_ic, plot_returns
 
     registry = registry or get_registry()
-    objective_name, periods, mode = _check_settings(cfg)
-    dataset_name, dataset_params = _component(cfg, "dataset")
+    objective_name, periods, mode, plots = _check_settings(cfg)
+    _component(cfg, "dataset")
     model_name, model_params = _component(cfg, "model")
     strategy_name, strategy_params = _component(cfg, "strategy")
     # resolve every component name before any work, so a typo costs nothing
-    for kind, name in (("dataset", dataset_name), ("model", model_name), ("strategy", strategy_name)):
-        registry.get(kind, name)
+    for kind in ("dataset", "model", "strategy"):
+        registry.get(kind, cfg[kind]["name"])
     recorders = make_recorders(registry, cfg.get("recorders"))  # plugin recorders, called with the result
-    workdir = Path(cfg.get("workdir") or ".qframe").expanduser().resolve()
+    workdir = _workdir(cfg)
     workdir.mkdir(parents=True, exist_ok=True)
-    cache_dir = workdir / "cache"
 
     timings: dict[str, float] = {}
     uri = tracking.resolve_tracking_uri(cfg.get("tracking_uri"), workdir)
     experiment = cfg.get("experiment_name") or "qframe"
-    with tracking.DeferredRun(uri, experiment, workdir / "artifacts", cfg.get("run_name")) as tracked:
-        t0 = time.perf_counter()
-        market = registry.create("dataset", dataset_name, **dataset_params).load(cache_dir=cache_dir)
-        timings["data"] = time.perf_counter() - t0
+    params = tracking.flatten(cfg)
+    with tracking.DeferredRun(uri, experiment, workdir / "artifacts", cfg.get("run_name"), params) as tracked:
+        preloaded = _preloaded_inputs(cfg)
+        if preloaded is not None:
+            market, prepared = preloaded
+        else:
+            market, prepared, loaded = _load_inputs(cfg, registry)
+            timings.update(loaded)
 
-        prepared = prepare(market, registry, cfg["handler"], cfg.get("segments") or {}, cache_dir)
-        timings.update(prepared.timings)
-
-        run = tracked.start()
+        run = tracked.start(tags=tracking.run_tags(market.fingerprint()))
         experiment_id = run.info.experiment_id
         timings["tracking setup"] = tracked.waited  # what was left of the store set-up after data and features
-        import mlflow
 
         train, valid, test = (prepared.segments[s] for s in ("train", "valid", "test"))
         samples = {s: len(p) for s, p in prepared.segments.items()}
@@ -156,9 +227,14 @@ def run_workflow(cfg: dict[str, Any], registry: Registry | None = None) -> RunRe
                 metrics[f"{block}.{stat}"] = float(risk[block][stat])
 
         t0 = time.perf_counter()
-        _record(mlflow, cfg, market, prepared, model, scores, report, daily_ic, metrics, mode, plot_returns, plot_ic)
+        _log_artifacts(tracked, cfg, model, scores, report, daily_ic, mode, plots)
         timings["recording"] = time.perf_counter() - t0
-        mlflow.log_metrics({f"time.{k.replace(' + ', '_').replace(' ', '_')}": v for k, v in timings.items()})
+        # metrics, the model's fit info and the stage times in one write
+        tracked.log(
+            metrics={k: v for k, v in metrics.items() if math.isfinite(v)}
+            | {f"time.{k.replace(' + ', '_').replace(' ', '_')}": v for k, v in timings.items()},
+            params={f"fit.{k}": v for k, v in (model.info() or {}).items()},
+        )
 
     objective = metrics[objective_name]
     result = RunResult(
@@ -184,27 +260,25 @@ def run_workflow(cfg: dict[str, Any], registry: Registry | None = None) -> RunRe
     return result
 
 
-def _record(mlflow, cfg, market, prepared, model, scores, report, daily_ic, metrics, mode, plot_returns, plot_ic):
-    from qframe.core import tracking
-
-    mlflow.log_params(tracking.flatten(cfg))
-    mlflow.set_tags(tracking.run_tags(market.fingerprint()))
-    mlflow.log_metrics({k: v for k, v in metrics.items() if math.isfinite(v)})
-    info = model.info()
-    if info:
-        mlflow.log_params({f"fit.{k}": v for k, v in info.items()})
+def _log_artifacts(tracked, cfg, model, scores, report, daily_ic, mode, plots: bool) -> None:
+    """The run's files: config, predictions, backtest report, daily IC, the model, and the plots if ``plots``."""
     with tempfile.TemporaryDirectory(prefix="qframe-artifacts-") as tmp:
         out = Path(tmp)
-        (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        # libyaml's emitter when PyYAML has it (~5x the pure-Python one)
+        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+        (out / "config.yaml").write_text(yaml.dump(cfg, Dumper=dumper, sort_keys=False))
         scores.to_frame().reset_index().to_parquet(out / "pred.parquet", index=False)
         report.reset_index().to_parquet(out / "backtest_report.parquet", index=False)
         daily_ic.reset_index().to_parquet(out / "ic.parquet", index=False)
         model_dir = out / "model"
         model_dir.mkdir()
         model.save(model_dir)
-        plot_returns(report, out / "cumulative_return.png", mode=mode)
-        plot_ic(daily_ic, out / "ic.png")
-        mlflow.log_artifacts(str(out))
+        if plots:
+            from qframe.core.plots import plot_ic, plot_returns
+
+            plot_returns(report, out / "cumulative_return.png", mode=mode)
+            plot_ic(daily_ic, out / "ic.png")
+        tracked.log_artifacts(out)
 
 
 def summary_frame(result: RunResult) -> pd.DataFrame:

@@ -5,33 +5,49 @@ model itself, so it never starts an OpenMP thread pool and holds no MLflow datab
 (GNU libgomp is not fork-safe; a parent that had trained LightGBM would hang its children). Every job gets a fresh
 copy-on-write child; a crash, a leak or a hang stays in that child.
 
+What every job would otherwise redo is done once in the parent: Hydra's composition of the job config (a template
+per set of structural overrides, :mod:`qframe.launch.compose`) and, through the task function's prefork hook
+(:data:`PREFORK_ATTR`), loading the inputs the jobs share.
+
 A child sends one message back over a pipe: ``("ok", value)`` or ``("error", "Type: message")``. A child that dies
 without a message died by a signal (segfault, OOM kill, ``kill -9``) or exited hard; one that outlives its timeout is
-killed. Either way the job is reported FAILED with the reason.
-"""
+killed. Either way the job is reported FAILED with the reason."""
 
 from __future__ import annotations
 
+import copy
+import gc
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qframe.launch.compose import JobComposer, PlannedJob
+
 log = logging.getLogger("qframe.launch")
+
+#: a task function may carry a callable under this name: the launcher calls it once, in its parent process, with
+#: the first job's config (without the ``hydra`` node, HydraConfig set) before it forks any job
+PREFORK_ATTR = "qframe_prefork"
 
 #: modules imported in the parent before the first fork, so each child starts with them loaded
 PRELOAD = (
     "numpy",
     "pandas",
     "pyarrow",
+    "pyarrow.parquet",
+    "pandas.io.parquet",
     "lightgbm",
     "mlflow",
+    # imported by mlflow.set_tracking_uri (tracing's no-op provider): ~0.03 s a run otherwise
+    "mlflow.tracing.processor.base_mlflow",
     "matplotlib.pyplot",
     "qframe.core.workflow",
     "qframe.core.handler",
@@ -40,6 +56,10 @@ PRELOAD = (
     "qframe.core.plots",
     "qframe.report",
 )
+
+
+#: seconds a child that has reported its result may take to exit before it is killed
+EXIT_GRACE = 30.0
 
 
 class TrialFailed(Exception):
@@ -84,20 +104,14 @@ def preload(modules: Sequence[str] = PRELOAD) -> None:
             pass
 
 
-def _child_main(conn: Any, hydra_context: Any, task_function: Any, config: Any, overrides: list[str], idx: int) -> None:
-    """Body of a job's child process: compose the job config, run it through Hydra's ``run_job``, report."""
+def _child_main(conn: Any, hydra_context: Any, task_function: Any, job: PlannedJob, idx: int) -> None:
+    """Body of a job's child process: finish the job's config, run it through Hydra's ``run_job``, report."""
     status, payload, working_dir = "error", "no result", None
     try:
-        from hydra.core.hydra_config import HydraConfig
         from hydra.core.utils import JobStatus, run_job, setup_globals
-        from omegaconf import open_dict
 
         setup_globals()
-        sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
-        with open_dict(sweep_config):
-            sweep_config.hydra.job.id = idx
-            sweep_config.hydra.job.num = idx
-        HydraConfig.instance().set_config(sweep_config)
+        sweep_config = job.config(idx)  # this child's own copy of the template: edited in place
         ret = run_job(
             hydra_context=hydra_context,
             task_function=task_function,
@@ -137,27 +151,71 @@ def _describe_exit(code: int | None) -> str:
 class ForkRunner:
     """Forks one child per job; at most ``slots`` at a time are meant to run (the caller decides when to submit)."""
 
-    def __init__(self, hydra_context: Any, task_function: Any, config: Any) -> None:
+    def __init__(self, hydra_context: Any, task_function: Any, config: Any, prefork: bool = True) -> None:
         self.hydra_context = hydra_context
         self.task_function = task_function
         self.config = config
         self.ctx = multiprocessing.get_context("fork")
         self.running: dict[int, _Running] = {}
+        self.exiting: list[tuple[Any, float]] = []  # (process, kill after): reported, not yet exited
+        self.composer = JobComposer(hydra_context.config_loader, config)
+        self.preforked = not prefork
+        self.prefork_seconds = 0.0
 
     def submit(self, overrides: Sequence[str], idx: int, timeout: float | None = None) -> float:
         """Start job ``idx`` in a fresh child; return its start time (``time.time()``)."""
+        if not self.preforked:
+            self.preforked = True
+            self._prefork(self.composer.plan(list(overrides)), idx)
+        started = time.time()
+        job = self.composer.plan(list(overrides))
         parent_conn, child_conn = self.ctx.Pipe(duplex=False)
         process = self.ctx.Process(
             target=_child_main,
-            args=(child_conn, self.hydra_context, self.task_function, self.config, list(overrides), idx),
+            args=(child_conn, self.hydra_context, self.task_function, job, idx),
             name=f"qframe-job-{idx}",
             daemon=False,
         )
-        started = time.time()
+        # the child's garbage collector would otherwise walk (and so copy, page by page) every object of this
+        # process: the whole imported stack and the preloaded inputs
+        gc.freeze()
         process.start()
         child_conn.close()
         self.running[idx] = _Running(idx, list(overrides), process, parent_conn, started, timeout)
         return started
+
+    def _prefork(self, job: PlannedJob, idx: int) -> None:
+        """Call the task function's prefork hook (if it has one) with the first job's config, in this process.
+
+        It loads what every job shares (qframe: the market, features and processed segments), once; the children
+        inherit it copy-on-write. A hook that fails costs a warning: each job then loads its own inputs.
+        """
+        hook = getattr(self.task_function, PREFORK_ATTR, None)
+        if hook is None:
+            return
+        from hydra.core.hydra_config import HydraConfig
+        from omegaconf import open_dict, read_write
+
+        instance = HydraConfig.instance()
+        previous = instance.cfg
+        t0 = time.perf_counter()
+        try:
+            config = job.config(idx, in_place=False)
+            instance.set_config(config)  # ${hydra:...} interpolations resolve against the job's config
+            task_config = copy.deepcopy(config)
+            with read_write(task_config), open_dict(task_config):
+                del task_config["hydra"]
+            hook(task_config)
+        except Exception as exc:  # noqa: BLE001 - the jobs themselves report what is wrong
+            why = f"{type(exc).__name__}: {exc}"
+            log.warning(f"preloading the jobs' shared inputs failed, each job loads its own: {why}")
+        finally:
+            instance.cfg = previous
+        gc.collect()  # what the preload left for collection, before gc.freeze() makes everything permanent
+        self.prefork_seconds = time.perf_counter() - t0
+        extra = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+        if extra:  # a thread (or a pool it belongs to) would not survive the fork: children could hang
+            log.warning(f"threads still running in the launcher's parent before forking jobs: {', '.join(extra)}")
 
     def wait(self, poll: float = 0.5) -> list[Finished]:
         """Block until at least one running job finishes (or times out); return the finished ones."""
@@ -190,6 +248,8 @@ class ForkRunner:
                 job.process.kill()
 
     def _collect(self) -> list[Finished]:
+        """Jobs that reported (their process may still be exiting: it is reaped later) or died without a report."""
+        self._reap()
         done = []
         for idx, job in list(self.running.items()):
             if job.message is None and not job.conn.closed and job.conn.poll():
@@ -197,63 +257,65 @@ class ForkRunner:
                     job.message = job.conn.recv()
                 except (EOFError, OSError):
                     job.conn.close()
-            if job.process.is_alive():
+            if job.message is None and job.process.is_alive():
                 continue
-            job.process.join()
-            if job.message is None and not job.conn.closed and job.conn.poll():
-                try:
-                    job.message = job.conn.recv()
-                except (EOFError, OSError):
-                    pass
             ended = time.time()
             job.conn.close()
             del self.running[idx]
-            if job.killed_for_timeout:
-                done.append(
-                    Finished(
-                        idx,
-                        job.overrides,
-                        False,
-                        error=f"timed out after {job.timeout:g} s (killed)",
-                        started=job.started,
-                        ended=ended,
-                    )
-                )
-            elif job.message is None:
-                done.append(
-                    Finished(
-                        idx,
-                        job.overrides,
-                        False,
-                        error=_describe_exit(job.process.exitcode),
-                        started=job.started,
-                        ended=ended,
-                    )
-                )
-            else:
+            if job.message is not None and not job.killed_for_timeout:
+                # the result is in: a child's exit (unmapping its memory) overlaps the next job
+                self.exiting.append((job.process, ended + EXIT_GRACE))
                 status, payload, working_dir = job.message
+                ok = status == "ok"
                 done.append(
                     Finished(
                         idx,
                         job.overrides,
-                        status == "ok",
-                        value=payload if status == "ok" else None,
-                        error=None if status == "ok" else str(payload),
+                        ok,
+                        value=payload if ok else None,
+                        error=None if ok else str(payload),
                         started=job.started,
                         ended=ended,
                         working_dir=working_dir,
                     )
                 )
+                continue
+            job.process.join()
+            error = (
+                f"timed out after {job.timeout:g} s (killed)"
+                if job.killed_for_timeout
+                else _describe_exit(job.process.exitcode)
+            )
+            done.append(Finished(idx, job.overrides, False, error=error, started=job.started, ended=ended))
         return done
 
+    def _reap(self) -> None:
+        """Join children that reported and have exited since; kill those that outlive the grace period."""
+        now = time.time()
+        still = []
+        for process, deadline in self.exiting:
+            if process.is_alive() and now > deadline:
+                process.kill()
+            if process.is_alive():
+                still.append((process, deadline))
+            else:
+                process.join()
+        self.exiting = still
+
     def kill_all(self) -> None:
-        """Kill every running child (the sweep is stopping)."""
+        """Kill every running child (the sweep is stopping) and wait for those still exiting."""
         for job in self.running.values():
             if job.process.is_alive():
                 job.process.kill()
         for job in self.running.values():
             job.process.join(5)
         self.running.clear()
+        for process, _ in self.exiting:
+            process.join(EXIT_GRACE)
+            if process.is_alive():
+                process.kill()
+                process.join(5)
+        self.exiting = []
 
 
 def job_return(finished: Finished, config: Any) -> Any:

@@ -30,7 +30,7 @@ class ForkLauncher:
         self.config = config
         if self.preload:
             preload()
-        self.runner = ForkRunner(hydra_context, task_function, config)
+        self.runner = ForkRunner(hydra_context, task_function, config, prefork=self.preload)
 
     # the asynchronous API qframe's sweeper uses: submit whenever a slot is free, wait for any job to end
     def submit(self, overrides: Sequence[str], idx: int, timeout: float | None = None) -> float:
