@@ -6,6 +6,16 @@ import re
 import sys
 
 _GROUP_OVERRIDE = re.compile(r"^[+]{0,2}(?P<group>[A-Za-z_][\w/]*)=(?P<value>[^=]*)$")
+_SWEEPER_PARAM = re.compile(r"^hydra\.sweeper\.params\.[^=]+=")
+
+
+def sweeper_param_overrides(argv: list[str]) -> list[str]:
+    """``hydra.sweeper.params.<key>=<grammar>`` adds a key to the search space, or replaces one.
+
+    Hydra's struct mode refuses a new key (and any key while ``params`` is null, as with ``tuner=lightgbm``,
+    whose space is a named one) unless it is force-added: ``++`` does exactly "add or replace".
+    """
+    return [f"++{arg}" if _SWEEPER_PARAM.match(arg) else arg for arg in argv]
 
 
 def config_groups() -> dict[str, list[str]]:
@@ -45,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(plugins_main(argv[1:]))
     from qframe.core.errors import QFrameError
 
+    argv = sweeper_param_overrides(argv)
     try:
         # always: loads the plugins once (the run needs them anyway) and rejects clashing plugin config groups
         problem = check_group_overrides(argv, config_groups())

@@ -200,3 +200,15 @@ def test_debug_switch_shows_traceback(tmp_path):
     proc = qframe(["dataset=csv", "dataset.path=nowhere.csv"], cwd=tmp_path, env_extra={"QFRAME_DEBUG": "1"})
     assert proc.returncode == 2
     assert "Traceback" in proc.stderr
+
+
+def test_sweeper_params_on_the_command_line_are_force_added():
+    from qframe.cli import sweeper_param_overrides
+
+    argv = ["-m", "hydra.sweeper.params.model.lr=interval(0.1,0.2)", "++hydra.sweeper.params.x=1", "model.lr=0.1"]
+    assert sweeper_param_overrides(argv) == [
+        "-m",
+        "++hydra.sweeper.params.model.lr=interval(0.1,0.2)",
+        "++hydra.sweeper.params.x=1",
+        "model.lr=0.1",
+    ]

@@ -6,9 +6,11 @@ number; the qframe tests run real (tiny) LightGBM sweeps and read MLflow back.
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +34,7 @@ SMALL = [
 def env():
     out = {k: v for k, v in os.environ.items() if not k.startswith(("QFRAME_", "MLFLOW_TRACKING"))}
     out["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    out["RAY_AUTH_MODE"] = "disabled"  # a local Ray instance without a token (hydra/launcher=ray)
     return out
 
 
@@ -230,26 +233,91 @@ def test_resume_with_a_different_space_is_refused(tmp_path):
     assert "qframe: error: cannot resume the sweep" in other.stderr and "different search space" in other.stderr
 
 
-@pytest.mark.parametrize("launcher", ["basic", "joblib"])
-def test_other_hydra_launchers(tmp_path, launcher):
+LAUNCHERS = {
+    "basic": [],
+    "joblib": ["hydra.launcher.n_jobs=2", "hydra.launcher.prefer=processes"],
+    # a local Ray instance in a directory of the test's own
+    "ray": ["+hydra.launcher.ray.init.num_cpus=2"],
+    # submitit's local executor: the Slurm launcher's code path, each job a fresh process
+    "submitit_local": [],
+}
+
+
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_other_hydra_launchers_with_failures_and_trial_timeout(tmp_path, launcher):
+    """Batch launchers run the sweep too; a job that hangs is interrupted by its own alarm (trial_timeout)."""
+    if launcher in ("ray", "submitit_local"):
+        plugin = "hydra_ray_launcher.ray_launcher" if launcher == "ray" else "hydra_submitit_launcher.submitit_launcher"
+        pytest.importorskip(f"hydra_plugins.{plugin}", reason="the `scale` extra is not installed")
     sweep = tmp_path / "sweep"
-    extra = ["hydra.launcher.n_jobs=2", "hydra.launcher.prefer=processes"] if launcher == "joblib" else []
+    extra = list(LAUNCHERS[launcher])
+    if launcher == "ray":
+        # Ray's sockets live under its temp dir, and a unix socket path is limited to 107 bytes
+        ray_dir = tempfile.mkdtemp(prefix="qf-ray-", dir="/tmp")
+        extra.append(f"+hydra.launcher.ray.init._temp_dir={ray_dir}")
+    started = time.time()
     proc = toy(
         [
             f"hydra.sweep.dir={sweep}",
             f"hydra/launcher={launcher}",
-            "failures=[ok,raise]",
+            "failures=[ok,raise,hang]",
             "hydra.sweeper.n_trials=4",
             "hydra.sweeper.n_jobs=2",
+            "hydra.sweeper.trial_timeout=3",
             *extra,
+        ],
+        tmp_path,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = state(sweep)["trials"]
+    assert [t["status"] for t in trials] == ["complete", "failed", "failed", "complete"]
+    assert "planted failure in job 1" in trials[1]["error"]
+    assert "timed out after 3 s (interrupted)" in trials[2]["error"]
+    assert [t["job"] for t in trials] == [0, 1, 2, 3]
+    assert time.time() - started < 60  # the hanging job (60 s) did not hold the sweep
+    if launcher == "ray":
+        shutil.rmtree(ray_dir, ignore_errors=True)
+
+
+def test_timed_task_interrupts_and_restores_the_alarm():
+    from qframe.tuning.timeout import TimedTask, TrialTimeout
+
+    before = signal.getsignal(signal.SIGALRM)
+    with pytest.raises(TrialTimeout, match=r"timed out after 0.2 s"):
+        TimedTask(lambda cfg: time.sleep(5), 0.2)({})
+    assert TimedTask(lambda cfg: cfg["x"] + 1, 5)({"x": 1}) == 2
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0) and signal.getsignal(signal.SIGALRM) is before
+
+
+def test_trials_on_a_batch_launcher_get_one_tracked_run_each(tmp_path):
+    """Trial identity travels in hydra.job.env_set: with the in-process basic launcher, a batch of two trials
+    still gets one nested MLflow run per trial, tagged with its own number."""
+    from mlflow.tracking import MlflowClient
+
+    sweep = tmp_path / "sweep"
+    proc = qframe(
+        [
+            "-m",
+            "tuner=lightgbm",
+            "hydra/launcher=basic",
+            f"hydra.sweep.dir={sweep}",
+            "hydra.sweeper.n_trials=4",
+            "hydra.sweeper.n_jobs=2",
+            *SMALL,
         ],
         tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    trials = state(sweep)["trials"]
-    assert [t["status"] for t in trials] == ["complete", "failed", "complete", "complete"]
-    assert "planted failure in job 1" in trials[1]["error"]
-    assert [t["job"] for t in trials] == [0, 1, 2, 3]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / '.qframe' / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    (parent,) = [r for r in runs if r.data.tags.get("qframe.kind") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(int(r.data.tags["qframe.trial"]) for r in children) == [0, 1, 2, 3]
+    values = {t["number"]: t["value"] for t in state(sweep)["trials"]}
+    for run in children:
+        objective = run.data.metrics["excess_return_with_cost.information_ratio"]
+        assert objective == pytest.approx(values[int(run.data.tags["qframe.trial"])], abs=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -287,6 +355,8 @@ def test_lightgbm_sweep_tracks_parent_and_children_and_best_command_reproduces(t
             "hydra.sweeper.seed=1",
             # num_leaves=1 is invalid for LightGBM: those trials fail inside the run
             "model.num_leaves=choice(1,8)",
+            # a key of the named space narrowed through hydra.sweeper.params (null in tuner=lightgbm)
+            "hydra.sweeper.params.model.learning_rate='interval(0.01,0.02)'",
             *SMALL,
         ],
         tmp_path,
@@ -298,13 +368,14 @@ def test_lightgbm_sweep_tracks_parent_and_children_and_best_command_reproduces(t
     assert failed and done, [(t["params"], t["error"]) for t in trials]
     assert all(t["params"]["model.num_leaves"] == 1 for t in failed)
     assert all(type(t["params"]["model.max_depth"]) is int for t in trials)
+    assert all(0.01 <= t["params"]["model.learning_rate"] <= 0.02 for t in trials)
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / '.qframe' / 'mlflow.db'}")
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     (parent,) = [r for r in runs if r.data.tags.get("qframe.kind") == "sweep"]
     assert parent.info.status == "FINISHED"
     assert parent.data.params["algo"] == "tpe" and parent.data.params["n_trials"] == "6"
-    assert "space.model.learning_rate" in parent.data.params
+    assert parent.data.params["space.model.learning_rate"] == "interval(0.01,0.02)"
     history = client.get_metric_history(parent.info.run_id, "best objective")
     assert len(history) == len(done)
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
@@ -317,6 +388,11 @@ def test_lightgbm_sweep_tracks_parent_and_children_and_best_command_reproduces(t
         assert run.info.status == ("FINISHED" if t["status"] == "complete" else "FAILED")
         if t["status"] == "failed":
             assert "num_leaves" in run.data.tags["qframe.error"]
+            assert run.data.params["model.num_leaves"] == "1"  # a failed run still shows what it ran with
+        else:
+            # inputs came from the sweep process's memory (no data/feature loading in the trial); no plots
+            assert "time.fit" in run.data.metrics and "time.features" not in run.data.metrics
+            assert "cumulative_return.png" not in {a.path for a in client.list_artifacts(run.info.run_id)}
 
     res = results(sweep)
     best = max(done, key=lambda t: t["value"])  # maximize: the default direction
@@ -325,8 +401,11 @@ def test_lightgbm_sweep_tracks_parent_and_children_and_best_command_reproduces(t
     assert command[0] == "qframe"
     rerun = qframe([*command[1:], "run_name=rerun"], tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    runs = client.search_runs([parent.info.experiment_id], "attributes.run_name = 'rerun'")
-    assert runs[0].data.metrics["excess_return_with_cost.information_ratio"] == pytest.approx(best["value"], abs=1e-12)
+    (run,) = client.search_runs([parent.info.experiment_id], "attributes.run_name = 'rerun'")
+    assert run.data.metrics["excess_return_with_cost.information_ratio"] == pytest.approx(best["value"], abs=1e-12)
+    # a single run loads its inputs itself (from the caches the sweep wrote) and draws its plots
+    assert "time.features" in run.data.metrics
+    assert "cumulative_return.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
 def test_plain_grid_runs_in_forked_jobs(tmp_path):

@@ -1,63 +1,46 @@
-"""The sweep's MLflow parent run, written from short-lived forked helpers.
+"""The sweep's MLflow parent run: created, updated after every trial, and finished by the sweep process.
 
-The sweep process forks a child per trial; it must hold no open database connection (nor MLflow's threads) when it
-does. So every MLflow call of the sweep itself runs in a forked helper that exits when done: the parent never opens
-the store. Trial runs nest under the parent through ``QFRAME_PARENT_RUN_ID`` (read by :mod:`qframe.core.tracking`).
+The sweep process forks a child per trial (with qframe's launcher), so it never keeps a database connection
+open across a fork: every function here releases the store's connections before it returns
+(:func:`qframe.core.tracking.release_connections`). The SQL the children will run is then already compiled in
+the store they inherit. Trial runs nest under the parent through ``QFRAME_PARENT_RUN_ID`` (read by
+:mod:`qframe.core.tracking`), which the sweeper sets in each trial's ``hydra.job.env_set``.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import traceback
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from qframe.core.errors import QFrameError
 
-PARENT_RUN_ENV = "QFRAME_PARENT_RUN_ID"
-TRIAL_ENV = "QFRAME_TRIAL_NUMBER"
+
+def _released(fn: Callable) -> Callable:
+    """Run ``fn(uri, ...)``, then close the store's connections; a tracking error becomes one QFrameError line."""
+
+    @functools.wraps(fn)
+    def wrapper(uri: str, *args: Any) -> Any:
+        from qframe.core.tracking import release_connections
+
+        try:
+            return fn(uri, *args)
+        except Exception as exc:  # noqa: BLE001 - tracking problems are reported, one line
+            first = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            raise QFrameError(f"MLflow tracking of the sweep failed: {first}") from None
+        finally:
+            try:
+                release_connections(uri)
+            except Exception:  # noqa: BLE001 - nothing to release when the store could not be opened
+                pass
+
+    return wrapper
 
 
-def _forget_stores() -> None:
-    # a store cached by the forking process (in-process trials) would share its sqlite connections with us
-    try:
-        from mlflow.tracking._tracking_service import utils
-
-        utils._tracking_store_registry._get_store_with_resolved_uri.cache_clear()
-    except Exception:  # noqa: BLE001 - an MLflow without that cache has nothing to forget
-        pass
-
-
-def _helper(conn: Any, fn: Callable, args: tuple) -> None:
-    try:
-        _forget_stores()
-        conn.send(("ok", fn(*args)))
-    except BaseException as exc:  # noqa: BLE001 - reported to the sweep, which decides
-        conn.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"))
-    conn.close()
-
-
-def in_fork(fn: Callable, *args: Any) -> Any:
-    """Run ``fn(*args)`` in a forked child and return its result (QFrameError if it raised)."""
-    ctx = multiprocessing.get_context("fork")
-    parent_conn, child_conn = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_helper, args=(child_conn, fn, args), name="qframe-mlflow")
-    proc.start()
-    child_conn.close()
-    try:
-        status, payload = parent_conn.recv()
-    except EOFError:
-        status, payload = "error", f"the MLflow helper died (exit code {proc.exitcode})"
-    proc.join()
-    if status != "ok":
-        raise QFrameError(f"MLflow tracking of the sweep failed: {payload.splitlines()[0]}")
-    return payload
-
-
+@_released
 def start_parent(uri: str, experiment: str, artifact_root: str, run_id: str | None, name: str, params: dict) -> str:
-    """Create (or reopen, on resume) the sweep's parent run; returns its id. Runs in a helper."""
+    """Create (or reopen, on resume) the sweep's parent run; returns its id."""
     from mlflow.tracking import MlflowClient
 
     from qframe.core import tracking
@@ -81,18 +64,20 @@ def start_parent(uri: str, experiment: str, artifact_root: str, run_id: str | No
     return run.info.run_id
 
 
-def finish_parent(
-    uri: str, run_id: str, best: list[tuple[int, float, float]], files: list[str], failures: dict, status: str
-) -> None:
-    """Log the best-so-far curve and artifacts, fail dangling trial runs, end the parent. Runs in a helper."""
-    from mlflow.entities import Metric
+@_released
+def log_best(uri: str, run_id: str, step: int, value: float, timestamp: float) -> None:
+    """The best objective so far, as the parent's metric ``best objective`` at ``step`` (the trial number)."""
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri=uri).log_metric(run_id, "best objective", value, int(timestamp * 1000), step)
+
+
+@_released
+def finish_parent(uri: str, run_id: str, files: list[str], failures: dict, status: str) -> None:
+    """Log the sweep's files, fail dangling trial runs, end the parent."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
-    if best:
-        metrics = [Metric("best objective", v, int(ts * 1000), step) for step, v, ts in best]
-        for i in range(0, len(metrics), 500):
-            client.log_batch(run_id, metrics=metrics[i : i + 500])
     for path in files:
         if Path(path).is_file():
             client.log_artifact(run_id, path)
@@ -103,29 +88,11 @@ def finish_parent(
     )
     for child in children:
         trial = child.data.tags.get("qframe.trial")
-        if child.info.status == "RUNNING" and trial is not None and int(trial) in failures:
-            client.set_tag(child.info.run_id, "qframe.error", failures[int(trial)][:5000])
+        if child.info.status == "RUNNING":  # nothing runs once the sweep ends: this trial's process died
+            reason = failures.get(int(trial)) if trial is not None else None
+            client.set_tag(child.info.run_id, "qframe.error", (reason or "the trial's process died")[:5000])
             client.set_terminated(child.info.run_id, "FAILED")
         elif child.info.status == "FAILED" and trial is not None and int(trial) in failures:
             if "qframe.error" not in child.data.tags:
                 client.set_tag(child.info.run_id, "qframe.error", failures[int(trial)][:5000])
     client.set_terminated(run_id, status)
-
-
-def warm_store(uri: str) -> None:
-    """Open the tracking store once in the sweep process, then close its connections, before trials are forked.
-
-    Opening an MLflow SQL store verifies its schema (~0.7 s); a forked trial inherits the opened store object and
-    skips that. The engine's connections are closed here and the pool is reset again in every child, so no
-    database connection is ever shared across a fork.
-    """
-    if not uri.startswith(("sqlite:", "postgresql", "mysql", "mssql")):
-        return
-    from mlflow.tracking import MlflowClient
-
-    store = MlflowClient(tracking_uri=uri)._tracking_client.store
-    engine = getattr(store, "engine", None)
-    if engine is None:
-        return
-    engine.dispose()
-    os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))

@@ -100,18 +100,6 @@ def write_outputs(
     return paths
 
 
-def best_curve(state: SweepState, direction: str) -> list[tuple[int, float, float]]:
-    """(trial number, best value so far, time) after each completed trial, in order of completion."""
-    out, best = [], None
-    for t in sorted(
-        (t for t in state.trials if t.status == "complete" and t.value is not None), key=lambda t: t.ended or 0
-    ):
-        if best is None or (t.value > best if direction == "maximize" else t.value < best):
-            best = t.value
-        out.append((t.number, float(best), t.ended or time.time()))
-    return out
-
-
 def plot_history(state: SweepState, direction: str, objective: str | None, path: Path) -> None:
     import matplotlib
 
@@ -159,14 +147,14 @@ class Progress:
         self.t0 = time.time()
         self.finished_here = 0
 
-    def trial(self, state: SweepState, trial: Trial, running: int) -> None:
+    def trial(self, state: SweepState, trial: Trial) -> None:
         self.finished_here += 1
         counts = state.counts()
         done = counts["complete"] + counts["failed"]
         best = best_trial(state, self.direction)
         left = max(self.n_trials - done, 0)
-        rate = (time.time() - self.t0) / self.finished_here
-        eta = left * rate / max(running, 1) if running else left * rate
+        # wall time per trial finished in this run: the slots' parallelism is already in it
+        eta = left * (time.time() - self.t0) / self.finished_here
         from rich.markup import escape
 
         params = escape(" ".join(f"{k.split('.')[-1]}={_fmt(v)}" for k, v in trial.params.items()))

@@ -170,12 +170,23 @@ def _literal(value: Any) -> str:
     return format_value(value)
 
 
+def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"lr": g}}`` (``hydra.sweeper.params.model.lr=g`` on the command line) -> ``{"model.lr": g}``."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def combine(named: list[Mapping[str, Any]], params: Mapping[str, Any] | None, arguments: list[str]) -> Space:
     """Named spaces in order, then ``params``, then command-line sweep arguments; the later wins per key."""
     entries: list[str] = []
     for space in named:
         entries += [f"{k}={_literal(v)}" for k, v in space.items()]
-    entries += [f"{k}={_literal(v)}" for k, v in (params or {}).items()]
+    entries += [f"{k}={_literal(v)}" for k, v in _flatten(params or {}).items()]
     entries += list(arguments)
     space = parse_space(entries)
     if not space.params:

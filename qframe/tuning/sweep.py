@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from qframe.core.errors import ConfigError, QFrameError
-from qframe.tuning.space import Space, combine
+from qframe.tuning.space import Space, combine, format_value
 from qframe.tuning.state import STATE_FILE, SweepState, Trial
 
 DIRECTIONS = ("minimize", "maximize")
@@ -102,6 +102,8 @@ class HyperoptSweep:
         self.hydra_context: Any = None
         self.task_function: Any = None
         self.launcher: Any = None
+        self.parent_run_id: str | None = None
+        self.tracking: tuple[str, str] | None = None  # (tracking uri, parent run id) of a tracked sweep
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
         self.config = config
@@ -207,14 +209,14 @@ class HyperoptSweep:
         )
         impl = getattr(self.launcher, "impl", None)
         asynchronous = impl is not None and hasattr(impl, "submit")
+        if s.trial_timeout and not asynchronous:
+            from qframe.tuning.timeout import TimedTask
 
-        # qframe's app prints no per-run report inside a sweep (the progress line stands for it)
-        os.environ["QFRAME_SWEEP"] = "1"
-        tracking = self._start_tracking(state, space, objective)
-        if tracking is not None and asynchronous:
-            from qframe.tuning.mlflow_parent import warm_store
+            # a launcher that cannot kill a job: the job interrupts itself
+            task = TimedTask(self.task_function, float(s.trial_timeout))
+            self.launcher.setup(hydra_context=self.hydra_context, task_function=task, config=self.config)
 
-            warm_store(tracking[0])
+        tracking = self.tracking = self._start_tracking(state, space, objective)
         state.save(state_path)
         from qframe.tuning.outputs import Progress
 
@@ -228,12 +230,13 @@ class HyperoptSweep:
         stopped: str | None = None
         try:
             if asynchronous:
-                stopped = self._run_async(impl, optimizer, state, state_path, space, retry, progress)
+                try:
+                    stopped = self._run_async(impl, optimizer, state, state_path, space, retry, progress)
+                finally:
+                    impl.kill_all()  # what still runs (interrupted) or exits (reported) is gone before we report
             else:
                 stopped = self._run_batches(optimizer, state, state_path, space, retry, progress)
         except KeyboardInterrupt:
-            if asynchronous:
-                impl.kill_all()
             state.save(state_path)
             self._finish(state, space, objective, tracking, "KILLED", "interrupted")
             raise
@@ -273,14 +276,18 @@ class HyperoptSweep:
     def _finish_trial(
         self,
         optimizer: Any,
+        state: SweepState,
+        state_path: Path,
+        progress: Any,
         trial: Trial,
         ok: bool,
         value: Any,
         error: str | None,
         started: float | None,
         ended: float,
-        working_dir: str | None,
+        working_dir: str | None = None,
     ) -> None:
+        """Record a trial's outcome: tell the algorithm (never a failure), save the state, update the parent run."""
         if ok:
             number, why = _number(value)
         else:
@@ -294,9 +301,27 @@ class HyperoptSweep:
         else:
             trial.status, trial.error, trial.value = "complete", None, number
             optimizer.tell(trial.number, self._loss(number))
+        state.save(state_path)
+        if self.tracking is not None and trial.status == "complete":
+            from qframe.tuning.mlflow_parent import log_best
+            from qframe.tuning.outputs import best_trial
+
+            best = best_trial(state, self.s.direction)
+            log_best(*self.tracking, trial.number, float(best.value), ended)
 
     def _overrides(self, space: Space, trial: Trial) -> list[str]:
-        return space.overrides(trial.params)
+        """The trial's overrides, and its identity as environment variables of the job.
+
+        ``hydra.job.env_set`` reaches the job on every launcher (forked, in-process, joblib, Ray, Slurm), unlike
+        this process's own environment; as a ``hydra.*`` override it stays out of the trial's task overrides.
+        """
+        from qframe.core.tracking import PARENT_RUN_ENV, SWEEP_ENV, TRIAL_ENV
+
+        env = {SWEEP_ENV: "1", TRIAL_ENV: str(trial.number)}
+        if self.parent_run_id:
+            env[PARENT_RUN_ENV] = self.parent_run_id
+        identity = [f"++hydra.job.env_set.{k}={format_value(v)}" for k, v in env.items()]
+        return space.overrides(trial.params) + identity
 
     def _remaining(self, state: SweepState, running: int) -> int:
         c = state.counts()
@@ -312,15 +337,12 @@ class HyperoptSweep:
         retry: list[Trial],
         progress: Any,
     ) -> str | None:
-        from qframe.tuning.mlflow_parent import TRIAL_ENV
-
         by_job: dict[int, Trial] = {}
         timeout = float(self.s.trial_timeout) if self.s.trial_timeout else None
         while True:
             while len(by_job) < int(self.s.n_jobs) and self._remaining(state, len(by_job)) > 0:
                 trial = self._new_trial(optimizer, state, retry)
                 trial.status = "running"
-                os.environ[TRIAL_ENV] = str(trial.number)
                 trial.started = impl.submit(self._overrides(space, trial), trial.job, timeout)
                 by_job[trial.job] = trial
                 state.save(state_path)
@@ -328,18 +350,9 @@ class HyperoptSweep:
                 return None
             for finished in impl.wait():
                 trial = by_job.pop(finished.idx)
-                self._finish_trial(
-                    optimizer,
-                    trial,
-                    finished.ok,
-                    finished.value,
-                    finished.error,
-                    finished.started,
-                    finished.ended,
-                    finished.working_dir,
-                )
-                state.save(state_path)
-                progress.trial(state, trial, len(by_job))
+                outcome = (finished.ok, finished.value, finished.error, finished.started, finished.ended)
+                self._finish_trial(optimizer, state, state_path, progress, trial, *outcome, finished.working_dir)
+                progress.trial(state, trial)
                 stop = self._too_many_failures(state)
                 if stop:
                     impl.kill_all()
@@ -351,8 +364,6 @@ class HyperoptSweep:
     def _run_batches(
         self, optimizer: Any, state: SweepState, state_path: Path, space: Space, retry: list[Trial], progress: Any
     ) -> str | None:
-        from qframe.tuning.mlflow_parent import TRIAL_ENV
-
         while self._remaining(state, 0) > 0:
             batch = [
                 self._new_trial(optimizer, state, retry)
@@ -361,7 +372,6 @@ class HyperoptSweep:
             started = time.time()
             for trial in batch:
                 trial.status, trial.started = "running", started
-            os.environ[TRIAL_ENV] = str(batch[0].number)
             state.save(state_path)
             returns = self.launcher.launch([self._overrides(space, t) for t in batch], initial_job_idx=batch[0].job)
             ended = time.time()
@@ -371,9 +381,9 @@ class HyperoptSweep:
                 ok = ret.status == JobStatus.COMPLETED
                 value = ret._return_value if ok else None
                 error = None if ok else f"{type(ret._return_value).__name__}: {ret._return_value}"
-                self._finish_trial(optimizer, trial, ok, value, error, started, ended, _job_dir(ret))
-                state.save(state_path)
-                progress.trial(state, trial, 0)
+                self._finish_trial(optimizer, state, state_path, progress, trial, ok, value, error, started, ended)
+                trial.working_dir = _job_dir(ret)
+                progress.trial(state, trial)
             stop = self._too_many_failures(state)
             if stop:
                 return stop
@@ -394,7 +404,7 @@ class HyperoptSweep:
         return uri, experiment, str(workdir / "artifacts")
 
     def _start_tracking(self, state: SweepState, space: Space, objective: str | None) -> tuple[str, str] | None:
-        from qframe.tuning.mlflow_parent import PARENT_RUN_ENV, in_fork, start_parent
+        from qframe.tuning.mlflow_parent import start_parent
 
         target = self._tracking_target()
         if target is None:
@@ -412,9 +422,8 @@ class HyperoptSweep:
             sweep_dir=str(self.config.hydra.sweep.dir),
         )
         name = f"sweep {Path(str(self.config.hydra.sweep.dir)).name}"
-        run_id = in_fork(start_parent, uri, experiment, artifact_root, state.parent_run_id, name, params)
-        state.parent_run_id = run_id
-        os.environ[PARENT_RUN_ENV] = run_id
+        run_id = start_parent(uri, experiment, artifact_root, state.parent_run_id, name, params)
+        state.parent_run_id = self.parent_run_id = run_id
         return uri, run_id
 
     def _finish(
@@ -426,8 +435,8 @@ class HyperoptSweep:
         status: str,
         stopped: str | None,
     ) -> dict[str, Path]:
-        from qframe.tuning.mlflow_parent import PARENT_RUN_ENV, finish_parent, in_fork
-        from qframe.tuning.outputs import best_curve, write_outputs
+        from qframe.tuning.mlflow_parent import finish_parent
+        from qframe.tuning.outputs import write_outputs
 
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         paths = write_outputs(sweep_dir, state, space, self.s.direction, objective, "qframe", stopped)
@@ -435,8 +444,7 @@ class HyperoptSweep:
             uri, run_id = tracking
             failures = {t.number: t.error or "failed" for t in state.trials if t.status == "failed"}
             files = [str(paths[k]) for k in ("results", "parquet", "csv", "history")]
-            in_fork(finish_parent, uri, run_id, best_curve(state, self.s.direction), files, failures, status)
-            os.environ.pop(PARENT_RUN_ENV, None)
+            finish_parent(uri, run_id, files, failures, status)
         return paths
 
     def _report(self, state: SweepState, space: Space, objective: str | None, paths: dict[str, Path]) -> None:
