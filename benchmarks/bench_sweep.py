@@ -1,11 +1,14 @@
 """Benchmark: a LightGBM hyperopt sweep with n_jobs=1 and n_jobs=2 (num_threads=1 per trial).
 
-Prints, per setting: per-trial framework overhead (median, p90) = trial wall time (fork to result, as recorded by
-the sweeper) minus the model's own fit, predict and backtest time (recorded by each trial's MLflow run), trials per
-minute, and the parallel speedup.
+Prints, per setting: per-trial framework overhead (median, p90) = trial wall time (from the sweeper's submit to the
+result, as recorded by the sweeper) minus the model's own fit, predict and backtest time (recorded by each trial's
+MLflow run); the sweeper's own time between one trial's end and the next one's start (median, n_jobs=1); the sweep's
+set-up (command start to the first trial: imports, composing, preloading the data); trials per minute; the peak RSS
+of the largest process (the sweep process or a trial); and the parallel speedup.
 
-    .venv/bin/python benchmarks/bench_sweep.py                 # 20 trials on the default synthetic market
+    .venv/bin/python benchmarks/bench_sweep.py                      # 20 trials on the default synthetic market
     .venv/bin/python benchmarks/bench_sweep.py --trials 8 --small   # a quick look
+    .venv/bin/python benchmarks/bench_sweep.py --small recording.plots=true   # extra overrides for every trial
 """
 
 from __future__ import annotations
@@ -43,8 +46,14 @@ def run(workdir: Path, trials: int, n_jobs: int, extra: list[str]) -> dict:
         *extra,
     ]
     t0 = time.time()
-    subprocess.run(cmd, cwd=workdir, env=env, check=True, capture_output=True, text=True)
+    log = workdir / f"sweep-{n_jobs}.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
+        # the rusage of the sweep process includes the trials it waited for: the largest process's peak RSS
+        _, status, usage = os.wait4(proc.pid, 0)
     wall = time.time() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"the sweep failed; see {log}")
     state = json.loads((sweep / "sweep_state.json").read_text())
     client = MlflowClient(tracking_uri=f"sqlite:///{workdir / '.qframe' / 'mlflow.db'}")
     parent = next(
@@ -69,13 +78,18 @@ def run(workdir: Path, trials: int, n_jobs: int, extra: list[str]) -> dict:
         spans.append((t["started"], t["ended"]))
         overheads.append(span - model_time[t["number"]])
     sweep_time = max(e for _, e in spans) - min(s for s, _ in spans)
+    spans.sort()
+    gaps = [b[0] - a[1] for a, b in zip(spans, spans[1:], strict=False)]
     return {
         "n_jobs": n_jobs,
         "completed": len(overheads),
         "overhead_median": statistics.median(overheads),
         "overhead_p90": statistics.quantiles(overheads, n=10)[-1] if len(overheads) > 1 else overheads[0],
+        "gap_median": statistics.median(gaps) if n_jobs == 1 and gaps else float("nan"),
+        "setup_s": spans[0][0] - t0,
         "trials_per_min": 60 * len(overheads) / sweep_time,
         "command_wall_s": wall,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
     }
 
 
@@ -84,16 +98,21 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--small", action="store_true", help="a 60 x 600 market instead of the default 300 x 2500")
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("overrides", nargs="*", help="extra overrides for every trial, e.g. recording.plots=true")
     args = ap.parse_args()
-    extra = SMALL if args.small else []
+    extra = (SMALL if args.small else []) + args.overrides
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="qframe-bench-sweep-"))
     workdir.mkdir(parents=True, exist_ok=True)
     rows = [run(workdir, args.trials, n, extra) for n in (1, 2)]
-    print(f"{'n_jobs':>6} {'done':>5} {'overhead med s':>15} {'overhead p90 s':>15} {'trials/min':>11} {'wall s':>8}")
+    print(
+        f"{'n_jobs':>6} {'done':>5} {'overhead med s':>15} {'overhead p90 s':>15} {'gap med s':>10} "
+        f"{'set-up s':>9} {'trials/min':>11} {'wall s':>8} {'peak RSS MB':>12}"
+    )
     for r in rows:
         print(
             f"{r['n_jobs']:>6} {r['completed']:>5} {r['overhead_median']:>15.3f} {r['overhead_p90']:>15.3f} "
-            f"{r['trials_per_min']:>11.2f} {r['command_wall_s']:>8.1f}"
+            f"{r['gap_median']:>10.3f} {r['setup_s']:>9.1f} {r['trials_per_min']:>11.2f} {r['command_wall_s']:>8.1f} "
+            f"{r['peak_rss_mb']:>12.0f}"
         )
     print(f"parallel speedup (trials/min, n_jobs=2 vs 1): {rows[1]['trials_per_min'] / rows[0]['trials_per_min']:.2f}x")
 

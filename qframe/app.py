@@ -75,9 +75,9 @@ def _task(cfg: DictConfig) -> float:
 
 def _prefork(cfg: DictConfig) -> None:
     """qframe's fork launcher calls this in a sweep's parent, once, before forking trials: load what they share."""
-    from qframe.core.workflow import preload
+    from qframe.core.workflow import preload_inputs
 
-    preload(_resolve(cfg))
+    preload_inputs(_resolve(cfg))
 
 
 _task.qframe_prefork = _prefork  # see qframe.launch.forking.PREFORK_ATTR

@@ -85,7 +85,7 @@ def _check_settings(cfg: dict[str, Any]) -> tuple[str, int, str, bool]:
 # ---------------------------------------------------------------------------------------------------------------------
 # inputs shared by the runs of a sweep
 
-#: inputs loaded by :func:`preload`, by :func:`_inputs_key`: what runs forked from this process start from
+#: inputs loaded by :func:`preload_inputs`, keyed by :func:`_inputs_key`: what runs forked from this process start from
 _PRELOADED: dict[str, tuple[Any, Any]] = {}
 
 
@@ -114,7 +114,7 @@ def _load_inputs(cfg: dict[str, Any], registry: Registry) -> tuple[Any, Any, dic
     return market, prepared, timings
 
 
-def preload(cfg: dict[str, Any], registry: Registry | None = None) -> None:
+def preload_inputs(cfg: dict[str, Any], registry: Registry | None = None) -> None:
     """Load ``cfg``'s market, features and processed segments into this process, for the runs forked from it.
 
     qframe's fork launcher calls this once in a sweep's parent process (the app's prefork hook): each trial whose
@@ -154,12 +154,12 @@ def run_workflow(cfg: dict[str, Any], registry: Registry | None = None) -> RunRe
 
     registry = registry or get_registry()
     objective_name, periods, mode, plots = _check_settings(cfg)
-    _component(cfg, "dataset")
+    dataset_name, _ = _component(cfg, "dataset")
     model_name, model_params = _component(cfg, "model")
     strategy_name, strategy_params = _component(cfg, "strategy")
     # resolve every component name before any work, so a typo costs nothing
-    for kind in ("dataset", "model", "strategy"):
-        registry.get(kind, cfg[kind]["name"])
+    for kind, name in (("dataset", dataset_name), ("model", model_name), ("strategy", strategy_name)):
+        registry.get(kind, name)
     recorders = make_recorders(registry, cfg.get("recorders"))  # plugin recorders, called with the result
     workdir = _workdir(cfg)
     workdir.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,8 @@ per set of structural overrides, :mod:`qframe.launch.compose`) and, through the 
 
 A child sends one message back over a pipe: ``("ok", value)`` or ``("error", "Type: message")``. A child that dies
 without a message died by a signal (segfault, OOM kill, ``kill -9``) or exited hard; one that outlives its timeout is
-killed. Either way the job is reported FAILED with the reason."""
+killed. Either way the job is reported FAILED with the reason.
+"""
 
 from __future__ import annotations
 
@@ -105,20 +106,16 @@ def preload(modules: Sequence[str] = PRELOAD) -> None:
 
 
 def _child_main(conn: Any, hydra_context: Any, task_function: Any, job: PlannedJob, idx: int) -> None:
-    """Body of a job's child process: finish the job's config, run it through Hydra's ``run_job``, report."""
+    """Body of a job's child process: finish the job's config, run it as Hydra's ``run_job`` would, report."""
     status, payload, working_dir = "error", "no result", None
     try:
-        from hydra.core.utils import JobStatus, run_job, setup_globals
+        from hydra.core.utils import JobStatus, setup_globals
+
+        from qframe.launch.job import run_owned_job
 
         setup_globals()
-        sweep_config = job.config(idx)  # this child's own copy of the template: edited in place
-        ret = run_job(
-            hydra_context=hydra_context,
-            task_function=task_function,
-            config=sweep_config,
-            job_dir_key="hydra.sweep.dir",
-            job_subdir_key="hydra.sweep.subdir",
-        )
+        # this child's own copy of the template, edited in place, and run without Hydra's defensive copies
+        ret = run_owned_job(hydra_context, task_function, job.config(idx))
         # hydra.runtime.output_dir is the job's directory (ret.working_dir is the cwd, unchanged with chdir=False)
         try:
             working_dir = str(ret.hydra_cfg.hydra.runtime.output_dir)
@@ -160,13 +157,12 @@ class ForkRunner:
         self.exiting: list[tuple[Any, float]] = []  # (process, kill after): reported, not yet exited
         self.composer = JobComposer(hydra_context.config_loader, config)
         self.preforked = not prefork
-        self.prefork_seconds = 0.0
 
     def submit(self, overrides: Sequence[str], idx: int, timeout: float | None = None) -> float:
         """Start job ``idx`` in a fresh child; return its start time (``time.time()``)."""
         if not self.preforked:
             self.preforked = True
-            self._prefork(self.composer.plan(list(overrides)), idx)
+            self._prefork(self.composer.plan(list(overrides)), idx)  # one-off: the sweep's set-up, not the job's
         started = time.time()
         job = self.composer.plan(list(overrides))
         parent_conn, child_conn = self.ctx.Pipe(duplex=False)
@@ -212,7 +208,7 @@ class ForkRunner:
         finally:
             instance.cfg = previous
         gc.collect()  # what the preload left for collection, before gc.freeze() makes everything permanent
-        self.prefork_seconds = time.perf_counter() - t0
+        log.info(f"loaded what the jobs share in {time.perf_counter() - t0:.1f} s; forking jobs from here")
         extra = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
         if extra:  # a thread (or a pool it belongs to) would not survive the fork: children could hang
             log.warning(f"threads still running in the launcher's parent before forking jobs: {', '.join(extra)}")
