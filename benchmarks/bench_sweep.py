@@ -80,6 +80,7 @@ def run(workdir: Path, trials: int, n_jobs: int, extra: list[str]) -> dict:
     sweep_time = max(e for _, e in spans) - min(s for s, _ in spans)
     spans.sort()
     gaps = [b[0] - a[1] for a, b in zip(spans, spans[1:], strict=False)]
+    durations = [t["ended"] - t["started"] for t in sorted(state["trials"], key=lambda t: t["number"])]
     return {
         "n_jobs": n_jobs,
         "completed": len(overheads),
@@ -90,7 +91,18 @@ def run(workdir: Path, trials: int, n_jobs: int, extra: list[str]) -> dict:
         "trials_per_min": 60 * len(overheads) / sweep_time,
         "command_wall_s": wall,
         "peak_rss_mb": usage.ru_maxrss / 1024,
+        "durations": durations,
+        "busy": sum(durations) / (n_jobs * sweep_time),
     }
+
+
+def list_scheduling_bound(durations: list[float], slots: int) -> float:
+    """The speedup any scheduler reaches with these trial times in this order (each trial to the first free slot,
+    no overhead): the tail of a sweep leaves slots idle when the last trials are long."""
+    ends = [0.0] * slots
+    for d in durations:
+        ends[ends.index(min(ends))] += d
+    return sum(durations) / max(ends)
 
 
 def main() -> None:
@@ -115,6 +127,12 @@ def main() -> None:
             f"{r['peak_rss_mb']:>12.0f}"
         )
     print(f"parallel speedup (trials/min, n_jobs=2 vs 1): {rows[1]['trials_per_min'] / rows[0]['trials_per_min']:.2f}x")
+    print(
+        f"  bound for these trial times (list scheduling, no overhead): "
+        f"{list_scheduling_bound(rows[1]['durations'], 2):.2f}x; "
+        f"slots busy {rows[1]['busy']:.0%}; sum of trial times {sum(rows[0]['durations']):.0f} s (n_jobs=1) vs "
+        f"{sum(rows[1]['durations']):.0f} s (n_jobs=2)"
+    )
 
 
 if __name__ == "__main__":
