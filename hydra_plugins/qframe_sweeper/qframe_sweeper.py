@@ -31,7 +31,8 @@ class HyperoptSweeperConf:
     seed: int = 0
     # random trials before TPE starts modelling (null: hyperopt's default, 20)
     n_startup_trials: Any = 10
-    # seconds before a trial is killed and recorded as failed (null: no limit; enforced by hydra/launcher=qframe)
+    # seconds before a trial is stopped and recorded as failed (null: no limit): killed by hydra/launcher=qframe,
+    # interrupted by an alarm in the job with other launchers
     trial_timeout: Any = None
     # key: grammar, e.g. model.learning_rate: tag(log, interval(0.005, 0.3))
     params: Any = None

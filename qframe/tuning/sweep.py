@@ -102,7 +102,6 @@ class HyperoptSweep:
         self.hydra_context: Any = None
         self.task_function: Any = None
         self.launcher: Any = None
-        self.parent_run_id: str | None = None
         self.tracking: tuple[str, str] | None = None  # (tracking uri, parent run id) of a tracked sweep
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
@@ -278,7 +277,6 @@ class HyperoptSweep:
         optimizer: Any,
         state: SweepState,
         state_path: Path,
-        progress: Any,
         trial: Trial,
         ok: bool,
         value: Any,
@@ -306,8 +304,10 @@ class HyperoptSweep:
             from qframe.tuning.mlflow_parent import log_best
             from qframe.tuning.outputs import best_trial
 
-            best = best_trial(state, self.s.direction)
-            log_best(*self.tracking, trial.number, float(best.value), ended)
+            try:
+                log_best(*self.tracking, trial.number, float(best_trial(state, self.s.direction).value), ended)
+            except QFrameError as exc:  # a progress metric is not worth the sweep: the state is saved already
+                print(f"qframe: warning: {exc}", file=sys.stderr)
 
     def _overrides(self, space: Space, trial: Trial) -> list[str]:
         """The trial's overrides, and its identity as environment variables of the job.
@@ -318,8 +318,8 @@ class HyperoptSweep:
         from qframe.core.tracking import PARENT_RUN_ENV, SWEEP_ENV, TRIAL_ENV
 
         env = {SWEEP_ENV: "1", TRIAL_ENV: str(trial.number)}
-        if self.parent_run_id:
-            env[PARENT_RUN_ENV] = self.parent_run_id
+        if self.tracking is not None:
+            env[PARENT_RUN_ENV] = self.tracking[1]
         identity = [f"++hydra.job.env_set.{k}={format_value(v)}" for k, v in env.items()]
         return space.overrides(trial.params) + identity
 
@@ -351,7 +351,7 @@ class HyperoptSweep:
             for finished in impl.wait():
                 trial = by_job.pop(finished.idx)
                 outcome = (finished.ok, finished.value, finished.error, finished.started, finished.ended)
-                self._finish_trial(optimizer, state, state_path, progress, trial, *outcome, finished.working_dir)
+                self._finish_trial(optimizer, state, state_path, trial, *outcome, finished.working_dir)
                 progress.trial(state, trial)
                 stop = self._too_many_failures(state)
                 if stop:
@@ -381,8 +381,7 @@ class HyperoptSweep:
                 ok = ret.status == JobStatus.COMPLETED
                 value = ret._return_value if ok else None
                 error = None if ok else f"{type(ret._return_value).__name__}: {ret._return_value}"
-                self._finish_trial(optimizer, state, state_path, progress, trial, ok, value, error, started, ended)
-                trial.working_dir = _job_dir(ret)
+                self._finish_trial(optimizer, state, state_path, trial, ok, value, error, started, ended, _job_dir(ret))
                 progress.trial(state, trial)
             stop = self._too_many_failures(state)
             if stop:
@@ -423,7 +422,7 @@ class HyperoptSweep:
         )
         name = f"sweep {Path(str(self.config.hydra.sweep.dir)).name}"
         run_id = start_parent(uri, experiment, artifact_root, state.parent_run_id, name, params)
-        state.parent_run_id = self.parent_run_id = run_id
+        state.parent_run_id = run_id
         return uri, run_id
 
     def _finish(
