@@ -208,7 +208,7 @@ class ForkRunner:
         finally:
             instance.cfg = previous
         gc.collect()  # what the preload left for collection, before gc.freeze() makes everything permanent
-        log.info(f"loaded what the jobs share in {time.perf_counter() - t0:.1f} s; forking jobs from here")
+        log.info(f"loaded the inputs the jobs share in {time.perf_counter() - t0:.1f} s")
         extra = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
         if extra:  # a thread (or a pool it belongs to) would not survive the fork: children could hang
             log.warning(f"threads still running in the launcher's parent before forking jobs: {', '.join(extra)}")
