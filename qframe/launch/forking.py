@@ -133,6 +133,11 @@ def _child_main(conn: Any, hydra_context: Any, task_function: Any, job: PlannedJ
     except Exception:  # noqa: BLE001 - an unpicklable return value is reported by its repr
         conn.send(("ok", repr(payload), working_dir))
     conn.close()
+    # the job is done; what is left is tearing this process down (freeing its memory): let running jobs go first
+    try:
+        os.nice(19)
+    except OSError:
+        pass
 
 
 def _describe_exit(code: int | None) -> str:
