@@ -61,29 +61,31 @@ class JobComposer:
         self.master_hydra: list[str] = list(OmegaConf.to_container(master_config.hydra.overrides.hydra))
         self.templates: dict[tuple[str, ...], Any] = {}
         self._parser: Any = None
-        self._parsed: dict[str, Any] = {}
+        self._parsed: dict[str, tuple[Any, bool]] = {}
 
     def plan(self, overrides: list[str]) -> PlannedJob:
         """Parse ``overrides``, compose (or reuse) the template of their structural part."""
         parsed = [self._parse(line) for line in overrides]
-        structural = tuple(o.input_line for o in parsed if self._structural(o))
+        structural = tuple(o.input_line for o, is_structural in parsed if is_structural)
         template = self.templates.get(structural)
         if template is None:
             template = self.loader.load_sweep_config(self.master, list(structural))
             self.templates[structural] = template
-        values = [o for o in parsed if o.input_line not in structural]
-        return PlannedJob(template, values, parsed, self.master_hydra)
+        values = [o for o, is_structural in parsed if not is_structural]
+        return PlannedJob(template, values, [o for o, _ in parsed], self.master_hydra)
 
-    def _parse(self, line: str) -> Any:
-        # a sweep's fixed overrides repeat in every job: parse each distinct line once (ANTLR, ~0.3 ms a line)
-        parsed = self._parsed.get(line)
-        if parsed is None:
+    def _parse(self, line: str) -> tuple[Any, bool]:
+        """(the parsed override, whether it is structural); a sweep's fixed overrides repeat in every job, so each
+        distinct line is parsed (ANTLR, ~0.3 ms) and classified once."""
+        known = self._parsed.get(line)
+        if known is None:
             if self._parser is None:
                 from hydra.core.override_parser.overrides_parser import OverridesParser
 
                 self._parser = OverridesParser.create()
-            parsed = self._parsed[line] = self._parser.parse_overrides([line])[0]
-        return parsed
+            override = self._parser.parse_overrides([line])[0]
+            known = self._parsed[line] = (override, self._structural(override))
+        return known
 
     def _structural(self, override: Any) -> bool:
         """True for what changes composition itself: config groups, ``hydra.*`` settings, packages, adds of groups."""
@@ -94,9 +96,4 @@ class JobComposer:
             return not key.startswith(PER_JOB_HYDRA_PREFIX)
         if override.is_add() and "." not in key:
             return True  # `+group=option` of a group Hydra knows only through its search path
-        if key in self._choices():
-            return True
-        return self.loader.repository.group_exists(key)
-
-    def _choices(self) -> Any:
-        return self.master.hydra.runtime.choices
+        return key in self.master.hydra.runtime.choices or self.loader.repository.group_exists(key)
