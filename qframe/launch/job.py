@@ -5,9 +5,8 @@ Hydra's ``run_job`` (``hydra/core/utils.py``, hydra-core 1.3.8) deep-copies the 
 running many jobs. A forked child runs one job and owns its config, so :func:`run_owned_job` takes the same steps in
 the same order (job directory, ``hydra.runtime.output_dir``, working directory, job logging, the ``.hydra/`` files,
 ``hydra.job.env_set``, the task, flushing the loggers) with one copy, of the task's part of the config: ~25 ms less
-a job. With Hydra callbacks
-configured it calls Hydra's own ``run_job``, since a callback is handed the job config and may keep it.
-A test compares the job directory and the task's config with Hydra's.
+a job. With Hydra callbacks configured it calls Hydra's own ``run_job``, since a callback is handed the job config
+and may keep it. A test compares the job directory and the task's config with Hydra's.
 """
 
 from __future__ import annotations
@@ -51,7 +50,11 @@ def run_owned_job(hydra_context: Any, task_function: Any, config: Any) -> Any:
     instance.set_config(config)
     hydra_cfg = instance.cfg  # HydraConfig's own copy of the hydra node, with `config` as its parent
     overrides = OmegaConf.to_container(config.hydra.overrides.task)
-    chdir = hydra_cfg.hydra.job.chdir or False  # null means false from version_base 1.2 on (qframe uses 1.3)
+    chdir = hydra_cfg.hydra.job.chdir
+    if chdir is None:  # as run_job: false from version_base 1.2 on, the old default (true) before
+        from hydra import version
+
+        chdir = not version.base_at_least("1.2")
     # the task gets the config without its hydra node, as from run_job: a copy of the other keys only (the hydra
     # node stays in `config`, the root its interpolations resolve against)
     task_cfg = OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
