@@ -25,6 +25,7 @@ os.environ.setdefault("MLFLOW_TELEMETRY_ENABLED", "false")
 from filelock import FileLock  # noqa: E402
 
 import qframe  # noqa: E402
+from qframe.core import sqlite_store  # noqa: E402
 
 
 def resolve_tracking_uri(configured: str | None, workdir: Path) -> str:
@@ -46,6 +47,9 @@ def ensure_experiment(uri: str, experiment: str, artifact_root: Path) -> str:
     lock_dir = artifact_root.parent if uri.startswith("sqlite:") else Path.home() / ".cache" / "qframe"
     lock_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock_dir / "mlflow-store.lock")):
+        db = sqlite_store.sqlite_file(uri)
+        if db is not None:
+            sqlite_store.seed(db, artifact_root / "Default")  # a new store as a copy of a migrated empty one
         client = MlflowClient(tracking_uri=uri)
         found = client.get_experiment_by_name(experiment)
         if found is not None:
@@ -275,7 +279,8 @@ class DeferredRun:
         try:  # the reason, for sweeps and the UI; never hide the original error behind a tracking one
             if self._params:
                 self.log()  # a failed run still shows what it was run with
-            mlflow.set_tag("qframe.error", f"{type(exc).__name__}: {exc}"[:5000])
+            tags = {"qframe.error": f"{type(exc).__name__}: {exc}"[:5000], **getattr(exc, "tags", {})}
+            mlflow.set_tags(tags)
         except Exception:  # noqa: BLE001
             pass
         mlflow.end_run(status="FAILED")

@@ -1,0 +1,42 @@
+"""A new sqlite store seeded from the migrated template is the store MLflow would have created."""
+
+import sqlite3
+
+from mlflow.tracking import MlflowClient
+
+from qframe.core import sqlite_store, tracking
+
+
+def _schema(path):
+    with sqlite3.connect(path) as con:
+        tables = set(con.execute("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"))
+        version = con.execute("SELECT version_num FROM alembic_version").fetchall()
+    return tables, version
+
+
+def test_seeded_store_matches_a_created_one_and_works(tmp_path):
+    created = tmp_path / "created.db"
+    MlflowClient(tracking_uri=f"sqlite:///{created}").search_experiments()
+
+    seeded = tmp_path / "work" / "mlflow.db"
+    assert sqlite_store.seed(seeded, tmp_path / "work" / "artifacts" / "Default")
+    assert _schema(seeded) == _schema(created)
+    assert not sqlite_store.seed(seeded, tmp_path)  # an existing store is never replaced
+
+    uri = f"sqlite:///{seeded}"
+    experiment_id = tracking.ensure_experiment(uri, "qframe", tmp_path / "work" / "artifacts")
+    client = MlflowClient(tracking_uri=uri)
+    default = client.get_experiment("0")
+    assert default.name == "Default"
+    assert default.artifact_location == (tmp_path / "work" / "artifacts" / "Default").as_uri()
+    run = client.create_run(experiment_id)
+    client.log_metric(run.info.run_id, "IC", 0.05)
+    client.set_terminated(run.info.run_id)
+    assert client.get_run(run.info.run_id).data.metrics == {"IC": 0.05}
+
+
+def test_only_absolute_sqlite_uris_are_seeded(tmp_path):
+    assert sqlite_store.sqlite_file(f"sqlite:///{tmp_path}/x.db") == tmp_path / "x.db"
+    assert sqlite_store.sqlite_file("sqlite:///relative.db") is None
+    assert sqlite_store.sqlite_file("sqlite:///:memory:") is None
+    assert sqlite_store.sqlite_file("postgresql://localhost/test") is None
