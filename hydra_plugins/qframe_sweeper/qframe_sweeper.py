@@ -38,7 +38,8 @@ class HyperoptSweeperConf:
     params: Any = None
     # named search spaces registered by plugins (`qframe plugins`), merged before params
     spaces: list = field(default_factory=list)
-    # continue the newest sweep with the same space when this sweep dir holds none
+    # continue the newest unfinished sweep of the same command (space, fixed overrides, direction) under the sweeps
+    # root when this sweep dir holds none; a sweep with nothing left to do is reported and left as it is
     resume: bool = False
     # one MLflow parent run per sweep, trial runs nested under it
     mlflow: bool = True

@@ -25,6 +25,7 @@ class ForkLauncher:
         self.preload = bool(preload)
         self.runner: ForkRunner | None = None
         self.config: Any = None
+        self.threads_logged = False  # the thread-count line is logged once, not once per batch
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
         self.config = config
@@ -52,6 +53,7 @@ class ForkLauncher:
         """Hydra's batch API: run every job (``n_jobs`` at a time) and return JobReturns in order."""
         from hydra.core.utils import filter_overrides
 
+        job_overrides = self._with_threads(job_overrides)
         pending = list(enumerate(job_overrides, start=initial_job_idx))
         log.info(f"Launching {len(pending)} jobs in forked processes ({self.n_jobs} at a time)")
         results: dict[int, Finished] = {}
@@ -59,10 +61,34 @@ class ForkLauncher:
             while pending or self.running():
                 while pending and self.running() < self.n_jobs:
                     idx, overrides = pending.pop(0)
-                    log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+                    shown = [o for o in filter_overrides(overrides) if not o.lstrip("+~").startswith("hydra.")]
+                    log.info(f"\t#{idx} : {' '.join(shown)}")
                     self.submit(overrides, idx)
                 for finished in self.wait():
                     results[finished.idx] = finished
         finally:
             self.kill_all()
         return [job_return(results[i], self.config) for i in sorted(results)]
+
+    def _with_threads(self, job_overrides: Sequence[Sequence[str]]) -> list[list[str]]:
+        """Each job's overrides, plus its model's thread count when ``n_jobs`` jobs share the cores.
+
+        Only for jobs that set neither ``model.num_threads`` nor the count itself (qframe's sweeper passes its own),
+        and only when the sweep's config leaves ``model.num_threads`` null; logged once per sweep.
+        """
+        from qframe.launch.threads import THREADS_ENV, describe, env_override, job_threads, sets_threads
+
+        jobs = [list(o) for o in job_overrides]
+        threads = job_threads(self.config, self.n_jobs)
+        if threads is None:
+            return jobs
+        marker = f"hydra.job.env_set.{THREADS_ENV}="
+        changed = False
+        for overrides in jobs:
+            if not sets_threads(overrides) and not any(marker in line for line in overrides):
+                overrides.append(env_override(threads))
+                changed = True
+        if changed and not self.threads_logged:
+            self.threads_logged = True
+            log.info(describe(self.n_jobs, threads, "job"))
+        return jobs

@@ -101,10 +101,20 @@ def write_outputs(
 
 
 def plot_history(state: SweepState, direction: str, objective: str | None, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = history_figure(state, direction, objective)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def history_figure(state: SweepState, direction: str, objective: str | None) -> Any:
+    """The optimization history: each trial's objective by trial number, the best so far, the failed trials."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     done = [t for t in state.trials if t.status == "complete" and t.value is not None]
@@ -120,13 +130,14 @@ def plot_history(state: SweepState, direction: str, objective: str | None, path:
         ax.step(xs, ys, where="post", color="tab:red", label="best so far")
     if failed:
         ax.scatter([t.number for t in failed], [0.0] * len(failed), marker="x", color="grey", label="failed (at 0)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials are numbered: no tick at trial 0.5
     ax.set_xlabel("trial")
     ax.set_ylabel(objective or "objective")
     ax.set_title(f"optimization history ({direction})")
-    ax.legend(loc="best")
+    if done or failed:
+        ax.legend(loc="best")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
 def _fmt(value: Any) -> str:

@@ -2,6 +2,9 @@
 
 Written after every finished trial by atomic replace (write a temporary file, fsync, rename), so a sweep killed at
 any moment leaves either the previous or the new state, never a torn file. A resumed sweep reads it back.
+
+A running sweep holds a lock on ``.sweep.lock`` in its directory (``flock``: the kernel releases it when the
+process dies, ``kill -9`` included), so that a resume never continues a sweep that is still running elsewhere.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 from qframe.core.errors import ConfigError
 
 STATE_FILE = "sweep_state.json"
+LOCK_FILE = ".sweep.lock"
 FORMAT = 1
 
 
@@ -90,3 +94,60 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     return str(value)
+
+
+class SweepLock:
+    """The running sweep's lock on its directory; children forked for trials close their copy of it."""
+
+    _held: list[int] = []  # descriptors this process holds locks through (closed in forked children)
+    _hooked = False
+
+    def __init__(self, sweep_dir: Path) -> None:
+        import fcntl
+
+        path = sweep_dir / LOCK_FILE
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self.fd)
+            raise ConfigError(
+                f"the sweep in {sweep_dir} is running in another process; wait for it to end (or stop it)"
+            ) from None
+        SweepLock._held.append(self.fd)
+        if not SweepLock._hooked:
+            SweepLock._hooked = True
+            # a trial's child must not keep the lock alive after the sweep process died
+            os.register_at_fork(after_in_child=SweepLock._close_in_child)
+
+    def release(self) -> None:
+        if self.fd in SweepLock._held:
+            SweepLock._held.remove(self.fd)
+            os.close(self.fd)  # closing the last descriptor of the lock releases it
+
+    @staticmethod
+    def _close_in_child() -> None:
+        for fd in SweepLock._held:
+            try:
+                os.close(fd)  # not LOCK_UN: that would release the parent's lock too
+            except OSError:
+                pass
+        SweepLock._held = []
+
+
+def is_running(sweep_dir: Path) -> bool:
+    """Whether a sweep process holds the lock of ``sweep_dir`` now (a read-only probe: nothing is written)."""
+    import fcntl
+
+    path = sweep_dir / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # releases the probe's own lock, if it got one
+    return False

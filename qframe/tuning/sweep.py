@@ -7,7 +7,11 @@
   failures stop the sweep (with every output written).
 * Resume: the state is saved after every trial; a sweep started on a directory holding a state continues it:
   completed trials are kept, job numbers continue, ``n_trials`` is the total, and a trial that was running when the
-  sweep died is retried once.
+  sweep died is retried once. ``resume=true`` finds the newest unfinished sweep of the same command (search space,
+  fixed overrides, direction) under the sweeps root. A sweep with nothing left to do under the current settings
+  (finished, or stopped by ``max_failure_rate``) is reported and left exactly as it is.
+* Threads: with ``k`` trials at a time on ``c`` cores, each trial's model gets ``max(1, c // k)`` threads unless
+  ``model.num_threads`` is set (:mod:`qframe.launch.threads`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 
 from qframe.core.errors import ConfigError, QFrameError
 from qframe.tuning.space import Space, combine, format_value
-from qframe.tuning.state import STATE_FILE, SweepState, Trial
+from qframe.tuning.state import STATE_FILE, SweepLock, SweepState, Trial, is_running
 
 DIRECTIONS = ("minimize", "maximize")
 
@@ -103,6 +107,9 @@ class HyperoptSweep:
         self.task_function: Any = None
         self.launcher: Any = None
         self.tracking: tuple[str, str] | None = None  # (tracking uri, parent run id) of a tracked sweep
+        self.slots = 1  # trials running at once
+        self.threads: int | None = None  # each trial's model threads (QFRAME_THREADS), None: not set
+        self.lock: SweepLock | None = None
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
         self.config = config
@@ -142,37 +149,153 @@ class HyperoptSweep:
         if params is not None and not isinstance(params, dict):
             params = OmegaConf.to_container(params, resolve=False)
         space = combine(_named_spaces(list(self.s.spaces or [])), params, arguments)
-        space.fixed = [f for f in space.fixed if not f.startswith("objective=")] + extra_fixed
+        if extra_fixed:  # hydra.sweeper.objective replaces an `objective=` argument (else that one reaches trials)
+            space.fixed = [f for f in space.fixed if not f.startswith("objective=")] + extra_fixed
         return space
 
+    def _mismatch(self, state: SweepState, space: Space) -> str | None:
+        """Why ``state`` is not a sweep of this command (search space, fixed overrides, direction), or None."""
+        if state.signature != space.signature():
+            return (
+                f"it was made with a different search space ({state.space} fixed {state.fixed}) than this one "
+                f"({space.describe()} fixed {space.fixed})"
+            )
+        direction = state.settings.get("direction", self.s.direction)
+        if direction != self.s.direction:
+            return f"it was made with direction={direction}, this command has direction={self.s.direction}"
+        return None
+
+    def _outcome(self, state: SweepState, sweep_dir: Path) -> str | None:
+        """``"stopped"`` or ``"finished"`` when the sweep has nothing left to do under the current settings, else None.
+
+        Stopped: more trials failed than ``max_failure_rate * n_trials`` allows (resuming would stop again at once).
+        Finished: its complete and failed trials reach ``n_trials`` and it wrote its results (a sweep killed before
+        writing them is resumed, which writes them).
+        """
+        from qframe.tuning.outputs import RESULTS_FILE
+
+        if self._too_many_failures(state):
+            return "stopped"
+        c = state.counts()
+        if c["complete"] + c["failed"] >= int(self.s.n_trials) and (sweep_dir / RESULTS_FILE).is_file():
+            return "finished"
+        return None
+
     def _state(self, sweep_dir: Path, space: Space) -> tuple[SweepState, Path, bool]:
+        """The state this command runs: the one in ``sweep_dir``, the one ``resume=true`` found, or a new one."""
         path = sweep_dir / STATE_FILE
-        if not path.is_file() and self.s.resume:
-            found = _latest_state(sweep_dir, space.signature())
-            if found is None:
-                raise ConfigError(
-                    f"hydra.sweeper.resume=true but no earlier sweep with this search space was found under "
-                    f"{sweep_dir.parent.parent}; give its directory with hydra.sweep.dir=<dir>"
-                )
-            path = found
         if path.is_file():
             state = SweepState.load(path)
-            if state.signature != space.signature():
+            why = self._mismatch(state, space)
+            if why:
                 raise ConfigError(
-                    f"cannot resume the sweep in {path.parent}: it was made with a different search space "
-                    f"({state.space} fixed {state.fixed}) than this one ({space.describe()} fixed {space.fixed}); "
-                    "use a new hydra.sweep.dir or the same space"
+                    f"cannot resume the sweep in {path.parent}: {why}; use a new hydra.sweep.dir or the same command"
                 )
+            if is_running(sweep_dir):
+                raise ConfigError(f"the sweep in {sweep_dir} is running in another process; wait for it to end")
             return state, path, True
+        if self.s.resume:
+            found = self._find_resumable(sweep_dir, space)
+            return found[0], found[1], True
+        self._hint_resumable(sweep_dir, space)
         settings = {"algo": self.s.algo, "direction": self.s.direction, "seed": self.s.seed}
         return SweepState(space.signature(), space.describe(), list(space.fixed), settings), path, False
 
+    def _candidates(self, sweep_dir: Path, space: Space) -> tuple[Path, list, int, int]:
+        """(sweeps root, [(mtime, path, state, outcome)] of this command's idle sweeps there, newest first,
+        how many sweeps of other commands, how many of this command running now)."""
+        root, pattern = _sweeps_root(self.config, sweep_dir)
+        mine, others, running = [], 0, 0
+        for path in root.glob(pattern):
+            try:
+                state = SweepState.load(path)
+                mtime = path.stat().st_mtime
+            except (ConfigError, OSError):
+                others += 1
+                continue
+            if self._mismatch(state, space):
+                others += 1
+            elif is_running(path.parent):
+                running += 1
+            else:
+                mine.append((mtime, path, state, self._outcome(state, path.parent)))
+        mine.sort(key=lambda item: item[0], reverse=True)
+        return root, mine, others, running
+
+    def _find_resumable(self, sweep_dir: Path, space: Space) -> tuple[SweepState, Path]:
+        """``resume=true``: the newest unfinished sweep of this command under the sweeps root; when every one of them
+        is finished, the newest finished one (reported as such); none: a ConfigError naming where it looked."""
+        root, mine, others, running = self._candidates(sweep_dir, space)
+        unfinished = [item for item in mine if item[3] is None]
+        pick = unfinished[0] if unfinished else (mine[0] if mine else None)
+        if pick is None:
+            seen = []
+            if others:
+                seen.append(f"{others} sweep(s) of other commands (search space, fixed overrides or direction)")
+            if running:
+                seen.append(f"{running} of this command running in another process")
+            found = f"found {' and '.join(seen)}" if seen else "no sweep there at all"
+            raise ConfigError(
+                f"hydra.sweeper.resume=true but no sweep of this command to continue under {root} ({found}); "
+                "run it without hydra.sweeper.resume=true to start a new sweep, or give a sweep's directory with "
+                "hydra.sweep.dir=<dir>"
+            )
+        return pick[2], pick[1]
+
+    def _hint_resumable(self, sweep_dir: Path, space: Space) -> None:
+        """A new sweep of a command that has an unfinished one: say how to continue that one instead."""
+        try:
+            _, mine, _, _ = self._candidates(sweep_dir, space)
+        except OSError:
+            return
+        for _, path, state, outcome in mine:
+            if outcome is None:
+                c = state.counts()
+                print(
+                    f"note: starting a new sweep in {sweep_dir}; an unfinished sweep of this command is in "
+                    f"{path.parent} ({c['complete'] + c['failed']} of {int(self.s.n_trials)} trials done): add "
+                    "hydra.sweeper.resume=true to continue it instead",
+                    flush=True,
+                )
+                return
+
+    def _nothing_to_do(
+        self, state: SweepState, sweep_dir: Path, space: Space, objective: str | None, outcome: str
+    ) -> None:
+        """Report a finished (or stopped) sweep, changing nothing: no trial, no file, no MLflow write."""
+        from rich.console import Console
+        from rich.markup import escape
+
+        from qframe.tuning.outputs import best_command, best_trial
+
+        c = state.counts()
+        done, n = c["complete"] + c["failed"], int(self.s.n_trials)
+        best = best_trial(state, self.s.direction)
+        best_txt = (
+            f"best {objective or 'objective'} = {best.value:.6g} (trial {best.number})"
+            if best is not None
+            else "no trial completed"
+        )
+        if outcome == "stopped":
+            raise QFrameError(
+                f"sweep {sweep_dir} stopped: {c['failed']} of {n} trials failed, more than "
+                f"max_failure_rate={self.s.max_failure_rate} allows; {best_txt}; nothing to do "
+                "(raise hydra.sweeper.max_failure_rate to continue it)"
+            )
+        trials = f"{done} of {n} trials" if done == n else f"{done} trials, n_trials={n}"
+        console = Console(highlight=False)
+        console.print(
+            f"sweep {sweep_dir} is already finished: {trials} ({c['complete']} complete, {c['failed']} failed); "
+            f"{best_txt}; nothing to do (raise hydra.sweeper.n_trials to continue it)",
+            soft_wrap=True,
+        )
+        if best is not None:
+            console.print(f"re-run: {escape(best_command(space, best))}", soft_wrap=True)
+
     def _sweep(self, arguments: list[str]) -> Any:
         from hydra.core.hydra_config import HydraConfig
-        from hydra.core.plugins import Plugins
-        from omegaconf import OmegaConf
 
-        from qframe.tuning.optimizer import Optimizer, resolve_backend
+        from qframe.tuning.optimizer import resolve_backend
 
         s = self.s
         s.check()
@@ -180,15 +303,36 @@ class HyperoptSweep:
         HydraConfig.instance().set_config(self.config)
         objective, objective_override = self._objective()
         space = self._space(arguments, objective_override)
-        suggest = resolve_backend(s.algo, s.n_startup_trials)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         state, state_path, resumed = self._state(sweep_dir, space)
+        if resumed:
+            outcome = self._outcome(state, state_path.parent)
+            if outcome is not None:
+                self._nothing_to_do(state, state_path.parent, space, objective, outcome)
+                return None
+        suggest = resolve_backend(s.algo, s.n_startup_trials)  # imports hyperopt (~2 s): not for nothing to do
         if state_path.parent != sweep_dir:
             # resume=true found the sweep elsewhere: every job is composed into that directory
             sweep_dir = state_path.parent
             _set_sweep_dir(self.config, sweep_dir)
             HydraConfig.instance().set_config(self.config)
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        self.lock = SweepLock(sweep_dir)
+        try:
+            return self._run(state, state_path, resumed, space, objective, suggest)
+        finally:
+            self.lock.release()
+
+    def _run(
+        self, state: SweepState, state_path: Path, resumed: bool, space: Space, objective: str | None, suggest: Any
+    ) -> Any:
+        from hydra.core.plugins import Plugins
+        from omegaconf import OmegaConf
+
+        from qframe.tuning.optimizer import Optimizer
+
+        s = self.s
+        sweep_dir = state_path.parent
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
 
         optimizer = Optimizer(space, suggest, s.seed)
@@ -215,6 +359,7 @@ class HyperoptSweep:
             task = TimedTask(self.task_function, float(s.trial_timeout))
             self.launcher.setup(hydra_context=self.hydra_context, task_function=task, config=self.config)
 
+        self.threads = self._threads(space, asynchronous)
         tracking = self.tracking = self._start_tracking(state, space, objective)
         state.save(state_path)
         from qframe.tuning.outputs import Progress
@@ -222,10 +367,17 @@ class HyperoptSweep:
         progress = Progress(int(s.n_trials), s.direction)
         if resumed:
             c = state.counts()
+            done = c["complete"] + c["failed"]
             progress.console.print(
-                f"resuming the sweep in {sweep_dir}: {c['complete']} complete, {c['failed']} failed, "
-                f"{len(retry)} interrupted (retried)"
+                f"resuming the sweep in {sweep_dir}: {done} of {int(s.n_trials)} trials done ({c['complete']} "
+                f"complete, {c['failed']} failed), {len(retry)} interrupted (retried); "
+                f"{max(int(s.n_trials) - done, 0)} to go",
+                soft_wrap=True,
             )
+        if self.threads is not None:
+            from qframe.launch.threads import describe
+
+            progress.console.print(describe(self.slots, self.threads), soft_wrap=True)
         stopped: str | None = None
         try:
             if asynchronous:
@@ -309,6 +461,19 @@ class HyperoptSweep:
             except QFrameError as exc:  # a progress metric is not worth the sweep: the state is saved already
                 print(f"qframe: warning: {exc}", file=sys.stderr)
 
+    def _threads(self, space: Space, asynchronous: bool) -> int | None:
+        """Threads for each trial's model (``QFRAME_THREADS``), or None: one trial at a time, or an explicit
+        ``model.num_threads`` (in the config, a fixed override or the search space)."""
+        from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+
+        from qframe.launch.threads import job_threads, sets_threads
+
+        # the basic launcher runs a batch's trials one after another, in this process
+        self.slots = 1 if not asynchronous and isinstance(self.launcher, BasicLauncher) else int(self.s.n_jobs)
+        if sets_threads([*space.describe(), *space.fixed]):
+            return None
+        return job_threads(self.config, self.slots)
+
     def _overrides(self, space: Space, trial: Trial) -> list[str]:
         """The trial's overrides, and its identity as environment variables of the job.
 
@@ -316,10 +481,13 @@ class HyperoptSweep:
         this process's own environment; as a ``hydra.*`` override it stays out of the trial's task overrides.
         """
         from qframe.core.tracking import PARENT_RUN_ENV, SWEEP_ENV, TRIAL_ENV
+        from qframe.launch.threads import THREADS_ENV
 
         env = {SWEEP_ENV: "1", TRIAL_ENV: str(trial.number)}
         if self.tracking is not None:
             env[PARENT_RUN_ENV] = self.tracking[1]
+        if self.threads is not None:
+            env[THREADS_ENV] = str(self.threads)
         identity = [f"++hydra.job.env_set.{k}={format_value(v)}" for k, v in env.items()]
         return space.overrides(trial.params) + identity
 
@@ -481,14 +649,22 @@ def _job_dir(ret: Any) -> str | None:
         return None
 
 
-def _latest_state(sweep_dir: Path, signature: str) -> Path | None:
-    """The newest sweep state with ``signature`` under the sweeps root (``<root>/<date>/<time>/``)."""
-    root = sweep_dir.parent.parent
-    found = []
-    for path in root.glob(f"*/*/{STATE_FILE}"):
-        try:
-            if SweepState.load(path).signature == signature:
-                found.append(path)
-        except ConfigError:
-            continue
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+def _sweeps_root(config: Any, sweep_dir: Path) -> tuple[Path, str]:
+    """(the sweeps root, the glob of the sweep states under it) for ``resume=true``.
+
+    The root is the part of the configured ``hydra.sweep.dir`` before its first ``${now:...}`` component (qframe's
+    ``${workdir}/multirun/${now:%Y-%m-%d}/${now:%H-%M-%S}`` -> ``<workdir>/multirun``, glob ``*/*/sweep_state.json``).
+    A sweep dir without a time stamp is its own root: only it is looked at.
+    """
+    from omegaconf import OmegaConf
+
+    raw = str(OmegaConf.to_container(config.hydra.sweep, resolve=False).get("dir", ""))
+    at = raw.find("${now:")
+    if at < 0:
+        return sweep_dir, STATE_FILE
+    rest = raw[raw.rfind("/", 0, at) + 1 :]
+    levels = len([part for part in rest.split("/") if part])
+    root = sweep_dir
+    for _ in range(levels):
+        root = root.parent
+    return root, "/".join(["*"] * levels + [STATE_FILE])

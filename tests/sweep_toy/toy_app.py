@@ -9,12 +9,15 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 
+# conf/toy.yaml: a hyperopt sweep; --config-name grid: Hydra's basic sweeper (a plain grid) on the fork launcher
 @hydra.main(config_path="conf", config_name="toy", version_base="1.3")
 def main(cfg: DictConfig):
     job = HydraConfig.get().job.num
     if cfg.log:
         with open(cfg.log, "a") as fh:
             fh.write(f"start {job} {cfg.x!r} {cfg.y!r} {time.time()}\n")
+            # the thread count the sweeper/launcher passed to the job ("-": none)
+            fh.write(f"threads {job} {os.environ.get('QFRAME_THREADS', '-')}\n")
     time.sleep(cfg.sleep)
     mode = cfg.failures[job] if job < len(cfg.failures) else cfg.mode
     if mode == "raise":
