@@ -1,12 +1,25 @@
-"""The ``qframe`` console script: ``qframe plugins`` itself; otherwise checks cheap things, then hands argv to Hydra."""
+"""The ``qframe`` console script.
+
+``qframe plugins`` and ``qframe cache`` are handled here; everything else is a Hydra run or sweep. Before Hydra sees
+the command line, the cheap things are checked (override syntax, config group options) so that a mistake costs one
+``qframe: error:`` line and exit status 2 instead of a Hydra traceback; errors Hydra raises while composing the
+config are turned into such a line too.
+"""
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+from collections.abc import Callable
 
 _GROUP_OVERRIDE = re.compile(r"^[+]{0,2}(?P<group>[A-Za-z_][\w/]*)=(?P<value>[^=]*)$")
 _SWEEPER_PARAM = re.compile(r"^hydra\.sweeper\.params\.[^=]+=")
+_HOME_VALUE = re.compile(r"^(?P<key>[+~]{0,2}[\w./@-]+)=(?P<value>~[^'\",]*)$")
+
+
+#: exception names that mean "fix the config or the data" when a job reports its failure as "Name: message"
+_USER_ERRORS = ("QFrameError", "ConfigError", "DataError", "DegenerateResult")
 
 
 def sweeper_param_overrides(argv: list[str]) -> list[str]:
@@ -16,6 +29,15 @@ def sweeper_param_overrides(argv: list[str]) -> list[str]:
     whose space is a named one) unless it is force-added: ``++`` does exactly "add or replace".
     """
     return [f"++{arg}" if _SWEEPER_PARAM.match(arg) else arg for arg in argv]
+
+
+def quote_home_paths(argv: list[str]) -> list[str]:
+    """``key=~/path`` as a quoted string: Hydra's grammar reads an unquoted ``~`` as its delete operator."""
+    out = []
+    for arg in argv:
+        match = _HOME_VALUE.match(arg)
+        out.append(f"{match['key']}='{match['value']}'" if match else arg)
+    return out
 
 
 def config_groups() -> dict[str, list[str]]:
@@ -47,27 +69,114 @@ def check_group_overrides(argv: list[str], groups: dict[str, list[str]] | None =
     return None
 
 
+def command_overrides(argv: list[str]) -> list[str]:
+    """The ``key=value`` overrides of a command line, without Hydra's flags (``-m``, ``--cfg job``...)."""
+    try:
+        from hydra._internal.utils import get_args_parser  # Hydra's own parser: it knows which flags take values
+    except ImportError:  # pragma: no cover - a Hydra without it: every non-flag argument is an override
+        return [a for a in argv if not a.startswith("-")]
+    try:
+        args, _ = get_args_parser().parse_known_args(argv)
+    except SystemExit:  # a malformed flag: Hydra reports it itself
+        return []
+    return list(args.overrides or [])
+
+
+def check_override_syntax(overrides: list[str]) -> str | None:
+    """A one-line error for the first override Hydra's grammar cannot parse, else None."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for arg in overrides:
+        try:
+            parser.parse_overrides([arg])
+        except OverrideParseException as exc:
+            why = str(exc).splitlines()[0]
+            if why.startswith("LexerNoViableAltException"):
+                why = "a character the override grammar does not allow here"
+            return (
+                f"cannot parse {arg!r}: {why}; quote a value holding spaces, commas, brackets or '~' "
+                f"(e.g. \"key='a value'\"), and close every bracket of a sweep such as interval(lo, hi)"
+            )
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["plugins"]:
+    try:
+        sys.exit(_main(argv))
+    except BrokenPipeError:  # `qframe --help | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+
+
+def _subcommand(name: str) -> Callable[[list[str]], int] | None:
+    if name == "plugins":
         from qframe.plugins_cli import main as plugins_main
 
-        sys.exit(plugins_main(argv[1:]))
+        return plugins_main
+    if name == "cache":
+        from qframe.cache_cli import main as cache_main
+
+        return cache_main
+    return None
+
+
+def _error(message: str) -> int:
+    print(f"qframe: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _main(argv: list[str]) -> int:
+    command = _subcommand(argv[0]) if argv else None
+    if command is not None:
+        return command(argv[1:])
+    if argv[:1] in (["--version"], ["-V"]):
+        import hydra
+
+        from qframe import __version__
+
+        print(f"qframe {__version__} (Hydra {hydra.__version__}, Python {sys.version.split()[0]})")
+        return 0
     from qframe.core.errors import QFrameError
 
-    argv = sweeper_param_overrides(argv)
+    argv = quote_home_paths(sweeper_param_overrides(argv))
+    overrides = command_overrides(argv)
+    problem = check_override_syntax(overrides)
+    if problem:
+        return _error(problem)
     try:
         # always: loads the plugins once (the run needs them anyway) and rejects clashing plugin config groups
         problem = check_group_overrides(argv, config_groups())
     except QFrameError as exc:
         problem = str(exc)
     if problem:
-        print(f"qframe: error: {problem}", file=sys.stderr)
-        sys.exit(2)
+        return _error(problem)
     from qframe.app import hydra_main
 
     sys.argv = [sys.argv[0], *argv]
-    hydra_main()
+    user_wants_full_error = bool(os.environ.get("HYDRA_FULL_ERROR"))
+    # Hydra then raises its composition errors instead of printing them with a hint about this variable
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        hydra_main()
+    except QFrameError as exc:  # a sweep's own error, or a grid job's (Hydra's basic sweeper re-raises it)
+        return _error(str(exc))
+    except Exception as exc:
+        from qframe.launch.forking import TrialFailed
+
+        if isinstance(exc, TrialFailed):  # a grid job that failed in its own process: its reason, one line
+            reason = str(exc)
+            print(f"qframe: error: a job of the sweep failed: {reason}", file=sys.stderr)
+            return 2 if reason.split(":")[0] in _USER_ERRORS else 1
+        from qframe.hydra_errors import describe_hydra_error
+
+        message = None if user_wants_full_error else describe_hydra_error(exc, overrides)
+        if message is None:
+            raise
+        return _error(message)
+    return 0
 
 
 if __name__ == "__main__":

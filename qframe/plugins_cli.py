@@ -62,6 +62,8 @@ def main(argv: list[str]) -> int:
         infos = [i for i in infos if args.hook in i.hooks]
     if args.json:
         print(json.dumps([i.as_dict() for i in infos], indent=2))
+    elif not infos:
+        print(f"no plugin implements {args.hook}: none registered" if args.hook else "no plugin loaded")
     else:
         print(_text(infos))
     return 0

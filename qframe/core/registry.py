@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import inspect
 import os
+import re
 import sys
 import types
 from collections.abc import Callable, Iterable
@@ -26,7 +28,7 @@ from typing import Any
 import pluggy
 
 from qframe.core import hookspecs
-from qframe.core.errors import ConfigError
+from qframe.core.errors import ConfigError, reject_unknown_params
 
 #: the entry-point group third-party plugins declare (``[project.entry-points.qframe]``)
 ENTRY_POINT_GROUP = "qframe"
@@ -52,6 +54,7 @@ DEFAULT_PLUGINS = (
     "qframe.plugins.processors",
     "qframe.plugins.models",
     "qframe.plugins.strategies",
+    "qframe.plugins.recorders",
     "qframe.plugins.tuning",
 )
 
@@ -133,9 +136,45 @@ class Registry:
             raise ConfigError(f"unknown {kind} {name!r}; valid options: {', '.join(self.names(kind)) or '(none)'}")
         return table[name]
 
-    def create(self, kind: str, name: str, **params: Any) -> Any:
-        """Instantiate the registered factory ``name`` with ``params``."""
-        return self.get(kind, name).obj(**params)
+    def create(self, kind: str, name: str, /, config_key: str | None = None, **params: Any) -> Any:
+        """Instantiate the registered factory ``name`` with ``params``.
+
+        A parameter the factory does not take is a ConfigError naming ``config_key.<param>`` (default: the kind)
+        and the closest valid names, whether the factory's signature says so or its call raises Python's
+        "unexpected keyword argument".
+        """
+        item = self.get(kind, name)
+        key = config_key or kind
+        factory = item.obj
+        accepted = accepted_parameters(factory)
+        if accepted is not None:
+            reject_unknown_params(f"{kind} {name!r}", key, params, accepted)
+        try:
+            return factory(**params)
+        except TypeError as exc:
+            unexpected = _UNEXPECTED_KEYWORD.search(str(exc))
+            if unexpected and unexpected["name"] in params:
+                valid = [k for k in params if k != unexpected["name"]]
+                reject_unknown_params(f"{kind} {name!r}", key, {unexpected["name"]: None}, valid)
+            raise
+
+
+_UNEXPECTED_KEYWORD = re.compile(r"unexpected keyword argument '(?P<name>\w+)'")
+
+
+def accepted_parameters(factory: Any) -> list[str] | None:
+    """The keyword parameters ``factory`` accepts, or None when it takes any (``**kwargs``) or cannot be inspected."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return None
+    names = []
+    for p in signature.parameters.values():
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            return None
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
+            names.append(p.name)
+    return names
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -171,7 +210,15 @@ def load_entry_point_plugins(pm: pluggy.PluginManager) -> list[PluginFailure]:
     """
     allowed = _allowed_plugins()
     failures: list[PluginFailure] = []
-    for ep in _entry_points():
+    points = _entry_points()
+    if allowed:
+        installed = {ep.name for ep in points} | {ep.dist.metadata["Name"] for ep in points if ep.dist is not None}
+        for name in sorted(allowed - installed):
+            _warn(
+                f"{LOAD_PLUGINS_ENV} names {name!r}, which is not an installed plugin (entry point or distribution); "
+                f"installed: {', '.join(sorted(installed)) or 'none'}"
+            )
+    for ep in points:
         dist = getattr(ep, "dist", None)
         package = dist.metadata["Name"] if dist is not None else None
         if allowed is not None and ep.name not in allowed and package not in allowed:

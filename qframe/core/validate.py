@@ -13,7 +13,7 @@ or its volume is a broken row and an error.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,13 +28,6 @@ POSITIVE_FIELDS = (*PRICE_FIELDS, "factor")
 NON_NEGATIVE_FIELDS = ("volume",)
 #: fields that must be present whenever close is (a bar is all or nothing)
 BAR_FIELDS = ("open", "high", "low", "volume")
-
-
-def reject_unknown_keys(owner: str, unknown: Mapping[str, Any], valid: Iterable[str]) -> None:
-    """Raise ConfigError naming config keys a component does not take."""
-    if unknown:
-        keys = ", ".join(f"{owner}.{k}" for k in sorted(unknown))
-        raise ConfigError(f"unknown config key(s) {keys}; valid keys: {', '.join(sorted(valid))}")
 
 
 def _first_cell(mask: np.ndarray, market: MarketData) -> str:

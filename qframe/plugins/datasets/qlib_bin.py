@@ -15,7 +15,6 @@ before it joined); ``universe`` marks the days each one is a member, from the sp
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,8 @@ import numpy as np
 import pandas as pd
 
 from qframe.core.data import MarketData
-from qframe.core.errors import ConfigError, DataError
-from qframe.core.validate import reject_unknown_keys, select_market, validate_market
-
-log = logging.getLogger("qframe")
+from qframe.core.errors import ConfigError, DataError, reject_unknown_params
+from qframe.core.validate import select_market, validate_market
 
 #: the fields Qlib's data collectors store
 DEFAULT_FIELDS = ("open", "high", "low", "close", "volume", "vwap", "factor", "change")
@@ -130,7 +127,8 @@ class QlibBinDataset:
         name: str | None = None,
         **unknown: Any,
     ) -> None:
-        reject_unknown_keys(
+        reject_unknown_params(
+            "dataset 'qlib'",
             "dataset",
             unknown,
             ["provider_uri", "market", "benchmark", "fields", "start", "end", "instruments", "freq", "name"],
@@ -212,8 +210,6 @@ class QlibBinDataset:
             b[got[0] - lo : got[0] - lo + len(got[1])] = got[1]
             bench = pd.Series(b, index=cal, name=self.benchmark)
 
-        for note in notes:
-            log.warning("%s: %s", source, note)
         md = MarketData(cal, codes, data, universe=universe, benchmark=bench, name=self.name, notes=notes)
         md = select_market(md, source, instruments=self.instruments)
         return validate_market(md, source, complete_bars=False)

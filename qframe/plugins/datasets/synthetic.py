@@ -43,7 +43,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 import os
 import tempfile
 from pathlib import Path
@@ -55,8 +54,6 @@ import pandas as pd
 from qframe.core.data import MarketData
 from qframe.core.errors import ConfigError, DataError
 from qframe.core.validate import select_market, validate_market
-
-log = logging.getLogger("qframe")
 
 #: bump when the generator's output changes, so old caches are not reused
 GENERATOR_VERSION = 1

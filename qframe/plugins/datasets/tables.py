@@ -12,7 +12,6 @@ names are mapped with ``columns`` (qframe field -> your column), e.g.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +19,14 @@ import numpy as np
 import pandas as pd
 
 from qframe.core.data import MarketData
-from qframe.core.errors import ConfigError, DataError
+from qframe.core.errors import ConfigError, DataError, reject_unknown_params
 from qframe.core.validate import (
     check_table_values,
     check_wide_values,
-    reject_unknown_keys,
     select_market,
     validate_market,
 )
 from qframe.plugins.datasets.qlib_bin import read_spells, spells_to_mask
-
-log = logging.getLogger("qframe")
 
 DEFAULT_COLUMNS = {
     "date": "date",
@@ -100,7 +96,7 @@ class TableDataset:
         **unknown: Any,
     ) -> None:
         valid = ["path", "format", "columns", "benchmark_path", "benchmark_column", "universe_path"]
-        reject_unknown_keys("dataset", unknown, [*valid, "start", "end", "instruments", "name"])
+        reject_unknown_params("dataset 'csv'", "dataset", unknown, [*valid, "start", "end", "instruments"])
         if not path:
             raise ConfigError("dataset.path is not set; point it at a CSV or Parquet file")
         if format not in ("auto", "long", "wide"):
@@ -151,8 +147,6 @@ class TableDataset:
         if self.universe_path is not None:
             universe = self._universe(cal, codes, notes)
         bench = self._benchmark(cal, notes) if self.benchmark_path is not None else None
-        for note in notes:
-            log.warning("%s: %s", source, note)
         md = MarketData(cal, codes, fields, universe=universe, benchmark=bench, name=self.name, notes=notes)
         md = select_market(md, source, self.start, self.end, self.instruments)
         return validate_market(md, source)
