@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 import hydra
@@ -21,6 +22,24 @@ def conf_dir() -> Path:
         if (candidate / "config.yaml").is_file():
             return candidate
     raise RuntimeError(f"qframe's configs are missing (looked in {here / 'conf'} and {here.parent / 'conf'})")
+
+
+def _launch_dir() -> str:
+    """The directory qframe was started in: Hydra's ``runtime.cwd`` inside a job, the process's cwd before one.
+
+    ``${hydra:runtime.cwd}`` fails where Hydra has not set its config yet (a plain grid's sweeper reads
+    ``hydra.sweep.dir``, which holds ``${workdir}``, before any job exists).
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return str(HydraConfig.get().runtime.cwd)
+    return os.getcwd()
+
+
+# `workdir: ${oc.env:QFRAME_HOME,${qframe.cwd:}/.qframe}` (conf/config.yaml)
+if not OmegaConf.has_resolver("qframe.cwd"):
+    OmegaConf.register_new_resolver("qframe.cwd", _launch_dir)
 
 
 def _is_multirun() -> bool:
@@ -52,20 +71,56 @@ def _resolve(cfg: DictConfig) -> dict:
         raise ConfigError(f"invalid config: {exc}".splitlines()[0]) from None
 
 
+def _quiet_warnings() -> tuple[type[Warning], ...]:
+    """Warning categories a run does not show unless debugging: numpy's floating-point RuntimeWarnings and
+    pandas' Future/Performance warnings."""
+    from pandas.errors import PerformanceWarning
+
+    return RuntimeWarning, FutureWarning, DeprecationWarning, PerformanceWarning
+
+
+def apply_thread_budget(cfg: dict, environ: os._Environ | dict = os.environ) -> None:
+    """A model whose ``num_threads`` is null gets the per-job budget of a parallel sweep (an explicit value wins).
+
+    qframe's sweeper and fork launcher set the budget in each job's environment (:mod:`qframe.launch.threads`).
+    """
+    from qframe.launch.threads import THREADS_ENV
+
+    budget = environ.get(THREADS_ENV)
+    model = cfg.get("model")
+    if budget and isinstance(model, dict) and "num_threads" in model and model["num_threads"] is None:
+        model["num_threads"] = int(budget)
+
+
 def _task(cfg: DictConfig) -> float:
+    from qframe.console import progress_for_terminal
+    from qframe.core.tracking import is_sweep_trial
     from qframe.core.workflow import run_workflow
 
+    multirun = _is_multirun()
+    debug = debug_enabled(cfg)
+    # a single run in a terminal shows its stages live; jobs of a sweep run side by side and stay quiet
+    progress = progress_for_terminal(enabled=not multirun)
     try:
-        result = run_workflow(_resolve(cfg))
+        with warnings.catch_warnings():
+            if not debug:
+                # numpy's and pandas' warnings speak of their internals (a mean of an empty slice): the run's own
+                # checks say what is wrong in the user's terms
+                for category in _quiet_warnings():
+                    warnings.simplefilter("ignore", category)
+            resolved = _resolve(cfg)
+            apply_thread_budget(resolved)
+            result = run_workflow(resolved, progress=progress)
     except QFrameError as exc:
-        if _is_multirun():
+        progress.close()
+        if multirun:
             raise  # the sweeper records the trial as failed; the sweep goes on
-        if debug_enabled(cfg):
+        if debug:
             traceback.print_exc()
         fail(str(exc))
+    finally:
+        progress.close()
     # inside a qframe hyperopt sweep the sweeper prints one line per trial; the full report is in the trial's run
-    from qframe.core.tracking import is_sweep_trial
-
     if not is_sweep_trial():
         from qframe.report import print_result
 

@@ -41,6 +41,8 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
     console.print(risk)
     for note in result.notes:
         console.print(f"note: {note}")
+    if s.get("stages"):
+        console.print(f"stages: {s['stages']}")
     console.print(f"objective {result.objective_name} = {_fmt(result.objective)}")
     console.print(f"MLflow run {result.run_id} (experiment {result.experiment_id}) in {result.tracking_uri}")
     console.print(f"artifacts: {result.artifact_uri}")

@@ -31,6 +31,30 @@ def _grouped_pearson(x: np.ndarray, y: np.ndarray, codes: np.ndarray, n_groups: 
     return np.clip(corr, -1.0, 1.0)
 
 
+def cross_sectional_spread(scores: pd.Series) -> tuple[float, float]:
+    """(median over dates of the cross-sectional std of ``scores``, the largest absolute score).
+
+    A model that found nothing predicts one value (up to rounding: LightGBM without a split gives spreads of
+    ~1e-25): see :func:`is_constant`.
+    """
+    values = scores.to_numpy(dtype=float)
+    dates = scores.index.get_level_values(0)
+    ok = np.isfinite(values)
+    if not ok.any():
+        return float("nan"), float("nan")
+    codes, _ = pd.factorize(dates[ok])
+    v = values[ok]
+    n = np.bincount(codes).astype(float)
+    mean = np.bincount(codes, v) / n
+    var = np.bincount(codes, (v - mean[codes]) ** 2) / n
+    return float(np.median(np.sqrt(var[n >= 2]))) if (n >= 2).any() else 0.0, float(np.abs(v).max())
+
+
+def is_constant(spread: float, scale: float, relative: float = 1e-7, absolute: float = 1e-12) -> bool:
+    """True when a prediction's daily spread is nothing next to its own size (or next to zero)."""
+    return not spread > max(absolute, relative * scale)
+
+
 def _grouped_rank(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """Average ranks (1-based; ties share their mean rank) of ``values`` within each group of ``codes``.
 

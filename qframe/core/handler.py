@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import mmap
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,10 @@ import pandas as pd
 
 from qframe.core.cache import ArrayCache, cache_key
 from qframe.core.data import MarketData
-from qframe.core.errors import ConfigError
+from qframe.core.errors import ConfigError, DataError
 from qframe.core.features import label as make_label
 from qframe.core.panel import Panel
+from qframe.core.progress import Progress
 from qframe.core.registry import Registry
 
 log = logging.getLogger("qframe")
@@ -44,6 +46,22 @@ class PreparedData:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def make_feature_set(registry: Registry, features_cfg: dict[str, Any]) -> tuple[str, Any]:
+    """(name, feature set) of ``handler.features``."""
+    features_cfg = dict(features_cfg)
+    name = features_cfg.pop("name", None)
+    if not name:
+        raise ConfigError(f"handler.features has no name; valid options: {', '.join(registry.names('feature_set'))}")
+    return name, registry.create("feature_set", name, config_key="handler.features", **features_cfg)
+
+
+def label_horizon(label_cfg: dict[str, Any]) -> int:
+    horizon = int(label_cfg.get("horizon", 1))
+    if horizon < 1:
+        raise ConfigError(f"handler.label.horizon must be >= 1, got {horizon}")
+    return horizon
+
+
 def build_panel(
     market: MarketData,
     registry: Registry,
@@ -51,13 +69,15 @@ def build_panel(
     label_cfg: dict[str, Any],
     cache_dir: Path | None,
 ) -> tuple[Panel, dict[str, str], bool]:
-    """The full feature panel (universe rows only), from the cache when possible."""
-    features_cfg = dict(features_cfg)
-    name = features_cfg.pop("name")
-    feature_set = registry.create("feature_set", name, **features_cfg)
-    horizon = int(label_cfg.get("horizon", 1))
-    if horizon < 1:
-        raise ConfigError(f"handler.label.horizon must be >= 1, got {horizon}")
+    """The full feature panel (universe rows only), from the cache when possible; and whether it was."""
+    name, feature_set = make_feature_set(registry, features_cfg)
+    return panel_of(market, feature_set, name, label_horizon(label_cfg), cache_dir)
+
+
+def panel_of(
+    market: MarketData, feature_set: Any, name: str, horizon: int, cache_dir: Path | None
+) -> tuple[Panel, dict[str, str], bool]:
+    """:func:`build_panel` for a feature set already made."""
     cache = ArrayCache(cache_dir) if cache_dir is not None else None
     key = cache_key("panel", market.fingerprint(), name, feature_set.config(), {"horizon": horizon})
     if cache is None:
@@ -68,7 +88,8 @@ def build_panel(
         if hit is None:
             panel, dropped = _compute_panel(market, feature_set, horizon)
             arrays = {"day": panel.day, "inst": panel.inst, "y": panel.y, "X": panel.X}
-            cache.save(key, arrays, {"names": panel.names, "dropped": dropped})
+            described = {"feature_set": name, "market": market.name, "rows": len(panel), "horizon": horizon}
+            cache.save(key, arrays, {"names": panel.names, "dropped": dropped, **described})
             # continue from the file mapping, so the computed block is freed and memory is the same as on a hit
             del panel, arrays
             hit, from_cache = cache.load(key), False
@@ -160,46 +181,137 @@ def _release_tail(arr: np.ndarray, used_bytes: int) -> None:
             base.madvise(mmap.MADV_DONTNEED, start, len(base) - start)
 
 
+#: trading days each segment needs at the least: fewer make the IC, risk and early stopping mean nothing
+MIN_SEGMENT_DAYS = 10
+
+
+def _segment_pair(value: Any, name: str) -> tuple[pd.Timestamp | None, pd.Timestamp | None] | None:
+    """``[start, end]`` of ``segments.<name>`` as timestamps (None: open end), or None when it is not set."""
+    if value is None or (isinstance(value, (list, tuple)) and all(v is None for v in value)):
+        return None
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise ConfigError(f"segments.{name} must be [start, end] (dates; null = open end), got {value!r}")
+    try:
+        lo, hi = (None if v is None else pd.Timestamp(v) for v in value)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"segments.{name}={list(value)}: cannot read it as two dates ({exc})") from None
+    if lo is not None and hi is not None and lo > hi:
+        raise ConfigError(f"segments.{name}: start {lo.date()} is after end {hi.date()}")
+    return lo, hi
+
+
+def _fractions(segments_cfg: dict[str, Any]) -> list[float]:
+    fractions = list(segments_cfg.get("fractions") or (0.6, 0.2, 0.2))
+    if len(fractions) != 3 or min(fractions) <= 0:
+        raise ConfigError(f"segments.fractions must be three positive numbers, got {fractions}")
+    return [float(f) for f in fractions]
+
+
+def _split(lo: int, hi: int, names: list[str], weights: list[float], what: str) -> dict[str, tuple[int, int]]:
+    """Calendar positions [lo, hi) cut into consecutive pieces in proportion to ``weights``."""
+    n = hi - lo
+    if n < len(names):
+        raise ConfigError(
+            f"segments: {what} leaves {max(n, 0)} trading day(s) for {', '.join(names)}; "
+            f"set {' and '.join('segments.' + s for s in names)}=[start,end] or move the other segments"
+        )
+    cuts = lo + np.round(np.cumsum(np.asarray(weights) / sum(weights)) * n).astype(int)
+    edges = [lo, *cuts[:-1], hi]
+    out = {}
+    for name, a, b in zip(names, edges[:-1], edges[1:], strict=True):
+        if b <= a:
+            raise ConfigError(f"segments: the {name} segment is empty ({n} trading days to share); set its dates")
+        out[name] = (a, b)
+    return out
+
+
 def resolve_segments(
     calendar: pd.DatetimeIndex, segments_cfg: dict[str, Any]
 ) -> dict[str, tuple[pd.Timestamp, pd.Timestamp]]:
-    """Dates of train/valid/test: explicit ``[start, end]`` pairs, or a fractional split when all are null."""
+    """Dates of train/valid/test.
+
+    Segments given as ``[start, end]`` are used as given (a null end is open: the first or last day of the data).
+    Segments left unset share the days around the given ones in the proportions of ``fractions``: with only
+    ``segments.test`` set, train and valid split the days before it 3:1 (for the default 0.6/0.2/0.2); with none
+    set, the whole calendar is split. Train or valid overlapping test is refused unless
+    ``segments.allow_overlap`` is true: the evaluation would not be out of sample.
+    """
     first, last = calendar[0], calendar[-1]
-    explicit = {s: segments_cfg.get(s) for s in SEGMENTS}
-    if all(v is None or all(x is None for x in v) for v in explicit.values()):
-        fractions = list(segments_cfg.get("fractions") or (0.6, 0.2, 0.2))
-        if len(fractions) != 3 or min(fractions) <= 0:
-            raise ConfigError(f"segments.fractions must be three positive numbers, got {fractions}")
-        cuts = np.cumsum(np.asarray(fractions) / sum(fractions)) * len(calendar)
-        edges = [0, *np.round(cuts).astype(int)]
-        bounds = {}
-        for s, lo, hi in zip(SEGMENTS, edges[:-1], edges[1:], strict=True):
-            if hi <= lo:
-                raise ConfigError(f"segments: the {s} segment is empty ({len(calendar)} trading days in the data)")
-            bounds[s] = (calendar[lo], calendar[hi - 1])
-        return bounds
-    bounds = {}
-    for s in SEGMENTS:
-        pair = explicit[s]
-        if pair is None or len(pair) != 2:
-            raise ConfigError(f"segments.{s} must be [start, end] (dates; null = open end), got {pair}")
-        lo = pd.Timestamp(pair[0]) if pair[0] is not None else first
-        hi = pd.Timestamp(pair[1]) if pair[1] is not None else last
-        if lo > hi:
-            raise ConfigError(f"segments.{s}: start {lo.date()} is after end {hi.date()}")
-        if hi < first or lo > last:
+    fractions = dict(zip(SEGMENTS, _fractions(segments_cfg), strict=True))
+    given = {s: _segment_pair(segments_cfg.get(s), s) for s in SEGMENTS}
+    positions: dict[str, tuple[int, int]] = {}  # calendar positions [lo, hi)
+    dates = calendar.to_numpy()
+    for s, pair in given.items():
+        if pair is None:
+            continue
+        lo = pair[0] if pair[0] is not None else first
+        hi = pair[1] if pair[1] is not None else last
+        a = int(np.searchsorted(dates, lo.to_datetime64(), "left"))
+        b = int(np.searchsorted(dates, hi.to_datetime64(), "right"))
+        if b <= a:
             raise ConfigError(
-                f"segments.{s} = {lo.date()}..{hi.date()} is outside the data ({first.date()}..{last.date()}); "
-                f"set segments.{s}=[start,end] within it"
+                f"segments.{s} = {lo.date()}..{hi.date()} is outside the data or holds no trading day of it "
+                f"({first.date()}..{last.date()}); set segments.{s}=[start,end] within it"
             )
-        bounds[s] = (max(lo, first), min(hi, last))
-    order = [bounds[s] for s in SEGMENTS]
-    for (a, b), name in zip(zip(order[:-1], order[1:], strict=True), ("train/valid", "valid/test"), strict=True):
-        if a[1] >= b[0]:
-            log.warning(
-                "segments %s overlap (%s >= %s): evaluation is not out of sample", name, a[1].date(), b[0].date()
+        positions[s] = (a, b)
+    # each run of unset segments shares the days between its given neighbours
+    i = 0
+    while i < len(SEGMENTS):
+        if SEGMENTS[i] in positions:
+            i += 1
+            continue
+        j = i
+        while j < len(SEGMENTS) and SEGMENTS[j] not in positions:
+            j += 1
+        run = list(SEGMENTS[i:j])
+        lo = positions[SEGMENTS[i - 1]][1] if i > 0 else 0
+        hi = positions[SEGMENTS[j]][0] if j < len(SEGMENTS) else len(calendar)
+        before = f"segments.{SEGMENTS[i - 1]}" if i > 0 else "the start of the data"
+        after = f"segments.{SEGMENTS[j]}" if j < len(SEGMENTS) else "the end of the data"
+        positions.update(_split(lo, hi, run, [fractions[s] for s in run], f"the span between {before} and {after}"))
+        i = j
+    bounds = {s: (calendar[positions[s][0]], calendar[positions[s][1] - 1]) for s in SEGMENTS}
+    allow_overlap = bool(segments_cfg.get("allow_overlap", False))
+    for s in ("train", "valid"):
+        lo, hi = bounds[s]
+        t_lo, t_hi = bounds["test"]
+        if lo <= t_hi and t_lo <= hi and not allow_overlap:
+            raise ConfigError(
+                f"segments.{s} ({lo.date()}..{hi.date()}) overlaps segments.test ({t_lo.date()}..{t_hi.date()}): "
+                f"the test results would not be out of sample; end {s} before {t_lo.date()}, or set "
+                "segments.allow_overlap=true to evaluate in sample on purpose"
             )
+    (a_lo, a_hi), (b_lo, b_hi) = bounds["train"], bounds["valid"]
+    if a_lo <= b_hi and b_lo <= a_hi:
+        log.warning("segments train/valid overlap (%s..%s and %s..%s): early stopping is not out of sample",
+                    a_lo.date(), a_hi.date(), b_lo.date(), b_hi.date())  # fmt: skip
     return bounds
+
+
+def check_history(
+    calendar: pd.DatetimeIndex,
+    bounds: dict[str, tuple[pd.Timestamp, pd.Timestamp]],
+    lookback: int,
+    horizon: int,
+    features: str,
+) -> None:
+    """Refuse, before any work, data too short for the feature windows, the label and the segments."""
+    need = lookback + horizon + 1 + len(SEGMENTS) * MIN_SEGMENT_DAYS
+    if len(calendar) < need:
+        raise DataError(
+            f"the data has {len(calendar)} trading days ({calendar[0].date()}..{calendar[-1].date()}): too few for "
+            f"{features} (its longest window is {lookback} days), the label ({horizon + 1} days ahead) and "
+            f"{MIN_SEGMENT_DAYS} days for each of train, valid and test; give it at least {need} trading days, or "
+            "shorter feature windows (handler.features.*)"
+        )
+    dates = calendar.to_numpy()
+    for s, (lo, hi) in bounds.items():
+        days = int(np.searchsorted(dates, hi.to_datetime64(), "right") - np.searchsorted(dates, lo.to_datetime64()))
+        if days < MIN_SEGMENT_DAYS:
+            raise ConfigError(
+                f"segments.{s} = {lo.date()}..{hi.date()} holds {days} trading day(s); each segment needs at least "
+                f"{MIN_SEGMENT_DAYS}: widen segments.{s}, or use longer data"
+            )
 
 
 def _make_processors(registry: Registry, specs: list[Any], key: str) -> list[Any]:
@@ -212,28 +324,58 @@ def _make_processors(registry: Registry, specs: list[Any], key: str) -> list[Any
     return processors
 
 
+def dropped_summary(dropped: dict[str, str], shown: int = 6) -> list[str]:
+    """One line per reason: ``dropped 83 features (needs $open, $high): KMID, KLEN, ... and 77 more``."""
+    by_reason: dict[str, list[str]] = {}
+    for name, why in dropped.items():
+        by_reason.setdefault(why, []).append(name)
+    lines = []
+    for why, names in by_reason.items():
+        more = f" and {len(names) - shown} more" if len(names) > shown else ""
+        lines.append(f"dropped {len(names)} feature(s) ({why}): {', '.join(names[:shown])}{more}")
+    return lines
+
+
 def prepare(
     market: MarketData,
     registry: Registry,
     handler_cfg: dict[str, Any],
     segments_cfg: dict[str, Any],
     cache_dir: Path | None,
+    progress: Progress | None = None,
+    check: Callable[[dict[str, tuple[pd.Timestamp, pd.Timestamp]]], None] | None = None,
 ) -> PreparedData:
-    """Features, segments and fitted processors for one run."""
+    """Features, segments and fitted processors for one run.
+
+    The segments and the length of the data are checked before any feature is computed; so is whatever ``check``
+    (called with the segments' bounds) checks.
+    """
+    progress = progress or Progress()
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    use_cache = handler_cfg.get("cache", True)
-    panel, dropped, hit = build_panel(
-        market, registry, handler_cfg["features"], handler_cfg.get("label") or {}, cache_dir if use_cache else None
-    )
-    timings["features"] = time.perf_counter() - t0
-    if dropped:
-        log.warning("dropped %d features: %s", len(dropped), "; ".join(f"{k} ({v})" for k, v in dropped.items()))
-    if not panel.names:
-        raise ConfigError("no feature could be computed from this data; it needs at least a close series")
+    name, feature_set = make_feature_set(registry, handler_cfg["features"])
+    horizon = label_horizon(handler_cfg.get("label") or {})
+    bounds = resolve_segments(market.calendar, segments_cfg)
+    check_history(market.calendar, bounds, int(getattr(feature_set, "lookback", 0) or 0), horizon, name)
+    if check is not None:
+        check(bounds)
+    processors = _make_processors(registry, handler_cfg.get("processors"), "handler.processors")
+    learn = _make_processors(registry, handler_cfg.get("learn_processors"), "handler.learn_processors")
 
     t0 = time.perf_counter()
-    bounds = resolve_segments(market.calendar, segments_cfg)
+    use_cache = handler_cfg.get("cache", True)
+    progress.start("features", f"{name}: reading the cache or computing")
+    panel, dropped, hit = panel_of(market, feature_set, name, horizon, cache_dir if use_cache else None)
+    timings["features"] = time.perf_counter() - t0
+    if not panel.names:
+        raise ConfigError("no feature could be computed from this data; it needs at least a close series")
+    if hit:
+        where = "from the cache"
+    else:
+        where = "computed" + (", cached for the next runs" if use_cache and cache_dir is not None else "")
+    progress.finish(f"{name}, {len(panel):,} rows x {len(panel.names)}, {where}", tag=where.split(",")[0])
+
+    t0 = time.perf_counter()
+    progress.start("processors", ", ".join(str(getattr(p, "name", type(p).__name__)) for p in processors + learn))
     dates = market.calendar.to_numpy()
     raw: dict[str, Panel] = {}
     for s, (lo, hi) in bounds.items():
@@ -249,15 +391,13 @@ def prepare(
         raw[s] = part
     raw_test_label = raw["test"].series(raw["test"].y, "label")
 
-    processors = _make_processors(registry, handler_cfg.get("processors"), "handler.processors")
-    learn = _make_processors(registry, handler_cfg.get("learn_processors"), "handler.learn_processors")
     out = dict(raw)
     for proc in processors:  # shared: fitted on train, applied to every segment
-        if proc.stateful:
+        if getattr(proc, "stateful", True):
             proc.fit(out["train"])
         out = {s: proc.transform(p) for s, p in out.items()}
     for proc in learn:  # learn-only: fitted on train, applied to train and valid
-        if proc.stateful:
+        if getattr(proc, "stateful", True):
             proc.fit(out["train"])
         out.update({s: proc.transform(out[s]) for s in ("train", "valid")})
     if panel.release is not None:
@@ -265,4 +405,5 @@ def prepare(
     if len(out["train"]) == 0:
         raise ConfigError("the train segment is empty after processing (every label NaN?)")
     timings["processors"] = time.perf_counter() - t0
+    progress.finish(f"train {len(out['train']):,} / valid {len(out['valid']):,} / test {len(out['test']):,} rows")
     return PreparedData(out, raw_test_label, bounds, dropped, processors + learn, hit, timings)

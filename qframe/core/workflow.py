@@ -7,6 +7,7 @@ resolves it), so the core knows nothing of Hydra.
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import math
 import tempfile
@@ -19,7 +20,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from qframe.core.errors import ConfigError
+from qframe.core.errors import ConfigError, DegenerateResult
+from qframe.core.handler import dropped_summary, prepare
+from qframe.core.progress import Progress
 from qframe.core.registry import Registry, get_registry, make_recorders, run_recorders
 
 log = logging.getLogger("qframe")
@@ -100,16 +103,46 @@ def _inputs_key(cfg: dict[str, Any]) -> str:
     return cache_key("inputs", parts, str(_workdir(cfg)))
 
 
-def _load_inputs(cfg: dict[str, Any], registry: Registry) -> tuple[Any, Any, dict[str, float]]:
-    """The market and prepared segments of ``cfg`` (from the caches when possible), and the time each took."""
-    from qframe.core.handler import prepare
-
+def _load_market(cfg: dict[str, Any], registry: Registry, progress: Progress, dataset: Any = None) -> Any:
+    """The market of ``cfg`` (from the dataset's cache when it has one); ``dataset``: its loader, if made already."""
     dataset_name, dataset_params = _component(cfg, "dataset")
-    cache_dir = _workdir(cfg) / "cache"
+    dataset = dataset if dataset is not None else registry.create("dataset", dataset_name, **dataset_params)
+    progress.start("data", f"loading dataset {dataset_name!r}")
+    market = dataset.load(cache_dir=_workdir(cfg) / "cache")
+    T, N = market.shape
+    span = f"{market.calendar[0].date()}..{market.calendar[-1].date()}"
+    progress.finish(f"{market.name}: {N} instruments x {T} days, {span}")
+    return market
+
+
+def _check_strategy(strategy: Any, market: Any, test: tuple[pd.Timestamp, pd.Timestamp]) -> list[str]:
+    """The strategy's own check of the market it will trade (optional ``check_market``): notes, or an error."""
+    check = getattr(strategy, "check_market", None)
+    return list(check(market, *test)) if callable(check) else []
+
+
+def _load_inputs(
+    cfg: dict[str, Any],
+    registry: Registry,
+    progress: Progress | None = None,
+    strategy: Any = None,
+    dataset: Any = None,
+) -> tuple[Any, Any, dict[str, float]]:
+    """The market and prepared segments of ``cfg`` (from the caches when possible), and the time each took.
+
+    ``strategy`` checks the market (e.g. a topk above the tradable universe) before any feature is computed.
+    """
+    progress = progress or Progress()
     t0 = time.perf_counter()
-    market = registry.create("dataset", dataset_name, **dataset_params).load(cache_dir=cache_dir)
+    market = _load_market(cfg, registry, progress, dataset)
     timings = {"data": time.perf_counter() - t0}
-    prepared = prepare(market, registry, cfg["handler"], cfg.get("segments") or {}, cache_dir)
+
+    def check(bounds: dict[str, tuple[pd.Timestamp, pd.Timestamp]]) -> None:
+        if strategy is not None:
+            market.notes.extend(_check_strategy(strategy, market, bounds["test"]))
+
+    segments = cfg.get("segments") or {}
+    prepared = prepare(market, registry, cfg["handler"], segments, _workdir(cfg) / "cache", progress, check)
     timings.update(prepared.timings)
     return market, prepared, timings
 
@@ -147,33 +180,79 @@ def _preloaded_inputs(cfg: dict[str, Any]) -> tuple[Any, Any] | None:
     return market, prepared
 
 
-def run_workflow(cfg: dict[str, Any], registry: Registry | None = None) -> RunResult:
-    """Run the whole workflow for ``cfg``; the MLflow run is FAILED if anything raises."""
+def _check_prediction(model: Any, model_name: str, scores: pd.Series) -> None:
+    """Refuse predictions that carry no ranking: none finite, or one constant for every instrument of a day."""
+    from qframe.core.evaluation import cross_sectional_spread, is_constant
+
+    if not np.isfinite(scores.to_numpy()).any():
+        raise DegenerateResult(
+            f"model {model_name!r} produced no finite prediction on the test segment",
+            tags={"qframe.degenerate": "no finite prediction"},
+        )
+    spread, scale = cross_sectional_spread(scores)
+    if is_constant(spread, scale):
+        hint = getattr(model, "constant_hint", None)
+        why = hint() if callable(hint) else "it found no structure (too much regularisation for this sample?)"
+        raise DegenerateResult(
+            f"model {model_name!r} predicts one constant on the test segment (daily spread {spread:.1e} against "
+            f"values of {scale:.1e}), so IC and the backtest would mean nothing: {why}",
+            tags={"qframe.degenerate": "constant prediction", "qframe.prediction_spread": f"{spread:.3g}"},
+        )
+
+
+def _fit(model: Any, train: Any, valid: Any, checkpoints: Path, progress: Progress) -> None:
+    """``fit_panel`` for models that need dates and instruments (sequences, daily IC) and a work area, else
+    ``fit``; the model hears of its progress when its method takes ``progress``."""
+    method = getattr(model, "fit_panel", None)
+    args = (train, valid, checkpoints) if method is not None else (train.X, train.y, valid.X, valid.y)
+    method = method or model.fit
+    try:
+        takes_progress = "progress" in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        takes_progress = False
+    method(*args, progress=progress) if takes_progress else method(*args)
+
+
+def run_workflow(cfg: dict[str, Any], registry: Registry | None = None, progress: Progress | None = None) -> RunResult:
+    """Run the whole workflow for ``cfg``; the MLflow run is FAILED if anything raises.
+
+    Every component is built, and so checked, before any data is read. ``progress`` hears of each stage.
+    """
     from qframe.core import tracking
     from qframe.core.evaluation import risk_report, signal_analysis
 
     registry = registry or get_registry()
+    progress = progress or Progress()
     objective_name, periods, mode, plots = _check_settings(cfg)
-    dataset_name, _ = _component(cfg, "dataset")
+    dataset_name, dataset_params = _component(cfg, "dataset")
     model_name, model_params = _component(cfg, "model")
     strategy_name, strategy_params = _component(cfg, "strategy")
-    # resolve every component name before any work, so a typo costs nothing
-    for kind, name in (("dataset", dataset_name), ("model", model_name), ("strategy", strategy_name)):
-        registry.get(kind, name)
-    recorders = make_recorders(registry, cfg.get("recorders"))  # plugin recorders, called with the result
     workdir = _workdir(cfg)
-    workdir.mkdir(parents=True, exist_ok=True)
-
-    timings: dict[str, float] = {}
     uri = tracking.resolve_tracking_uri(cfg.get("tracking_uri"), workdir)
     experiment = cfg.get("experiment_name") or "qframe"
     params = tracking.flatten(cfg)
+    try:
+        # built before any work, so a typo, a wrong type or an unknown parameter costs nothing
+        dataset = registry.create("dataset", dataset_name, **dataset_params)
+        model = registry.create("model", model_name, **model_params)
+        strategy = registry.create("strategy", strategy_name, **strategy_params)
+        recorders = make_recorders(registry, cfg.get("recorders"))  # called with the result
+    except ConfigError:
+        if tracking.sweep_parent_run() is not None:
+            # a sweep's trial keeps a (FAILED) run with its params, so its parent run lists every trial
+            with tracking.DeferredRun(uri, experiment, workdir / "artifacts", cfg.get("run_name"), params):
+                raise
+        raise
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    timings: dict[str, float] = {}
     with tracking.DeferredRun(uri, experiment, workdir / "artifacts", cfg.get("run_name"), params) as tracked:
         preloaded = _preloaded_inputs(cfg)
         if preloaded is not None:
             market, prepared = preloaded
+            market.notes.extend(_check_strategy(strategy, market, prepared.bounds["test"]))
         else:
-            market, prepared, loaded = _load_inputs(cfg, registry)
+            market, prepared, loaded = _load_inputs(cfg, registry, progress, strategy, dataset)
             timings.update(loaded)
 
         run = tracked.start(tags=tracking.run_tags(market.fingerprint()))
@@ -183,13 +262,12 @@ def run_workflow(cfg: dict[str, Any], registry: Registry | None = None) -> RunRe
         train, valid, test = (prepared.segments[s] for s in ("train", "valid", "test"))
         samples = {s: len(p) for s, p in prepared.segments.items()}
 
-        model = registry.create("model", model_name, **model_params)
         t0 = time.perf_counter()
-        if hasattr(model, "fit_panel"):  # models that need dates/instruments (sequences, daily IC) and a work area
-            model.fit_panel(train, valid, workdir / "checkpoints" / run.info.run_id)
-        else:
-            model.fit(train.X, train.y, valid.X, valid.y)
+        progress.start("fit", f"{model_name} on {len(train):,} rows")
+        _fit(model, train, valid, workdir / "checkpoints" / run.info.run_id, progress)
         timings["fit"] = time.perf_counter() - t0
+        info = model.info() or {}
+        progress.finish(f"{model_name}" + "".join(f", {k.replace('_', ' ')} {v}" for k, v in list(info.items())[:2]))
         # the learn segments are copies (DropnaLabel) no longer needed: free them before predicting and recording
         del train, valid
         prepared.segments.pop("train")
@@ -199,20 +277,19 @@ def run_workflow(cfg: dict[str, Any], registry: Registry | None = None) -> RunRe
         predictions = model.predict_panel(test) if hasattr(model, "predict_panel") else model.predict(test.X)
         scores = test.series(predictions, "score")
         timings["predict"] = time.perf_counter() - t0
-        if not np.isfinite(scores.to_numpy()).any():
-            raise ConfigError(f"model {model_name!r} produced no finite prediction on the test segment")
-        if np.nanstd(scores.to_numpy()) == 0:
-            market.notes.append(
-                f"model {model_name!r} predicts a constant: it found no split/structure "
-                "(too much regularisation for this sample size?); IC is undefined"
-            )
+        try:
+            _check_prediction(model, model_name, scores)
+        except DegenerateResult:
+            # what there is to look at stays with the FAILED run: the config, the predictions and the model
+            _log_artifacts(tracked, cfg, model, scores, None, None, mode, plots=False)
+            raise
 
         t0 = time.perf_counter()
+        progress.start("evaluation", f"IC on {len(scores):,} predictions, backtest of {strategy_name}")
         daily_ic, ic_summary = signal_analysis(scores, prepared.raw_test_label)
         timings["signal analysis"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        strategy = registry.create("strategy", strategy_name, **strategy_params)
         test_lo, test_hi = prepared.bounds["test"]
         report = strategy.backtest(scores, market, start=test_lo, end=test_hi)
         if report["bench"].isna().all():
@@ -220,6 +297,7 @@ def run_workflow(cfg: dict[str, Any], registry: Registry | None = None) -> RunRe
             market.notes.append("no benchmark in the data: excess returns are measured against 0")
         risk = risk_report(report, N=periods, mode=mode)
         timings["backtest + risk"] = time.perf_counter() - t0
+        progress.finish(f"{len(daily_ic)} test days")
 
         metrics = {k: float(ic_summary[k]) for k in SIGNAL_METRICS}
         for block in RISK_BLOCKS:
@@ -227,14 +305,16 @@ def run_workflow(cfg: dict[str, Any], registry: Registry | None = None) -> RunRe
                 metrics[f"{block}.{stat}"] = float(risk[block][stat])
 
         t0 = time.perf_counter()
+        progress.start("recording", f"MLflow run {run.info.run_id[:8]}")
         _log_artifacts(tracked, cfg, model, scores, report, daily_ic, mode, plots)
         timings["recording"] = time.perf_counter() - t0
         # metrics, the model's fit info and the stage times in one write
         tracked.log(
             metrics={k: v for k, v in metrics.items() if math.isfinite(v)}
             | {f"time.{k.replace(' + ', '_').replace(' ', '_')}": v for k, v in timings.items()},
-            params={f"fit.{k}": v for k, v in (model.info() or {}).items()},
+            params={f"fit.{k}": v for k, v in info.items()},
         )
+        progress.finish("plots" if plots else "")
 
     objective = metrics[objective_name]
     result = RunResult(
@@ -246,14 +326,15 @@ def run_workflow(cfg: dict[str, Any], registry: Registry | None = None) -> RunRe
         experiment_id=experiment_id,
         artifact_uri=run.info.artifact_uri,
         timings=timings,
-        notes=list(market.notes) + [f"dropped feature {k}: {v}" for k, v in prepared.dropped_features.items()],
+        notes=list(dict.fromkeys(market.notes)) + dropped_summary(prepared.dropped_features),
         settings={
             "annualization": periods,
             "accumulation": mode,
             "segments": {s: (lo.date().isoformat(), hi.date().isoformat()) for s, (lo, hi) in prepared.bounds.items()},
             "features_from_cache": prepared.from_cache,
             "samples": samples,
-            "model_info": model.info(),
+            "model_info": info,
+            "stages": progress.summary(),
         },
     )
     run_recorders(recorders, result, cfg)
@@ -268,8 +349,10 @@ def _log_artifacts(tracked, cfg, model, scores, report, daily_ic, mode, plots: b
         dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
         (out / "config.yaml").write_text(yaml.dump(cfg, Dumper=dumper, sort_keys=False))
         scores.to_frame().reset_index().to_parquet(out / "pred.parquet", index=False)
-        report.reset_index().to_parquet(out / "backtest_report.parquet", index=False)
-        daily_ic.reset_index().to_parquet(out / "ic.parquet", index=False)
+        if report is not None:
+            report.reset_index().to_parquet(out / "backtest_report.parquet", index=False)
+        if daily_ic is not None:
+            daily_ic.reset_index().to_parquet(out / "ic.parquet", index=False)
         model_dir = out / "model"
         model_dir.mkdir()
         model.save(model_dir)
@@ -279,10 +362,3 @@ def _log_artifacts(tracked, cfg, model, scores, report, daily_ic, mode, plots: b
             plot_returns(report, out / "cumulative_return.png", mode=mode)
             plot_ic(daily_ic, out / "ic.png")
         tracked.log_artifacts(out)
-
-
-def summary_frame(result: RunResult) -> pd.DataFrame:
-    """The risk block as a table (rows: series, columns: statistics)."""
-    return pd.DataFrame(
-        {s: [result.metrics[f"{b}.{s}"] for b in RISK_BLOCKS] for s in RISK_STATS}, index=list(RISK_BLOCKS)
-    )

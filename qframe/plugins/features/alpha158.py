@@ -112,6 +112,11 @@ class Alpha158:
         specs += [(f"{op}{w}", op) for op in ROLLING if self._active("rolling", op) for w in self.windows]
         return specs
 
+    @property
+    def lookback(self) -> int:
+        """Days of history the longest window looks back over (its first days are warm-up)."""
+        return max([*self.windows, *self.price_windows, 1])
+
     def names(self) -> list[str]:
         """Feature names in Qlib's column order (before dropping any for missing fields)."""
         return [name for name, _ in self._specs]

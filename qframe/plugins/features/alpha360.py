@@ -37,6 +37,11 @@ class Alpha360:
         if self.window < 1:
             raise ConfigError(f"alpha360: window must be >= 1 day, got {window}")
 
+    @property
+    def lookback(self) -> int:
+        """Days of history each series looks back over."""
+        return self.window
+
     def names(self) -> list[str]:
         """Feature names in Qlib's column order."""
         return [f"{s}{i}" for s in SERIES for i in range(self.window - 1, -1, -1)]

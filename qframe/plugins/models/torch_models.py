@@ -263,13 +263,17 @@ class TorchModel:
         valid = self._matrix_source(X_valid, y_valid) if len(X_valid) else None
         self._train(self._matrix_source(X, y), valid, self.checkpoint_dir)
 
-    def fit_panel(self, train: Panel, valid: Panel, workdir: Path | None = None) -> None:
-        """Train on panels (per-day IC, sequence windows); checkpoints go to ``checkpoint_dir`` or ``workdir``."""
+    def fit_panel(self, train: Panel, valid: Panel, workdir: Path | None = None, progress: Any = None) -> None:
+        """Train on panels (per-day IC, sequence windows); checkpoints go to ``checkpoint_dir`` or ``workdir``.
+
+        ``progress`` (a :class:`qframe.core.progress.Progress`) hears of every epoch; without one, the model shows
+        its own progress bar (``progress: false`` in its config silences it).
+        """
         self.spec = self._net_spec(train.X.shape[1])
         self._fit_norm(train.X)
         train_src = self._source(train)
         valid_src = self._source(valid, history=[train]) if len(valid) else None
-        self._train(train_src, valid_src, self.checkpoint_dir or workdir)
+        self._train(train_src, valid_src, self.checkpoint_dir or workdir, progress)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self._predict(self._matrix_source(X, None))
@@ -376,7 +380,7 @@ class TorchModel:
         device = next(self.net.parameters()).device
         return self._predict_with(self.net, src, device)
 
-    def _train(self, train, valid, ckpt_dir: Path | None) -> None:
+    def _train(self, train, valid, ckpt_dir: Path | None, reporter: Any = None) -> None:
         if not np.isfinite(train.y).any():
             raise ConfigError("the train segment has no finite label to fit")
         if self.num_threads:
@@ -423,7 +427,7 @@ class TorchModel:
 
         columns = (TextColumn(f"{self.kind} epochs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("{task.fields[status]}"))  # fmt: skip
-        with Progress(*columns, disable=not self.progress, transient=True) as bar:
+        with Progress(*columns, disable=not self.progress or reporter is not None, transient=True) as bar:
             task = bar.add_task("train", total=self.max_epochs, completed=state["epoch"], status="")
             for epoch in range(state["epoch"] + 1, self.max_epochs + 1):
                 if state["done"]:
@@ -471,6 +475,8 @@ class TorchModel:
                     _atomic_save({"epoch": epoch, "best_epoch": state["best_epoch"]}, ckpt_dir / "checkpoint.json")
                 status = "  ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "lr"))
                 bar.update(task, completed=epoch, status=status)
+                if reporter is not None:
+                    reporter.update(f"epoch {epoch}/{self.max_epochs}  {status}", epoch, self.max_epochs)
         net.load_state_dict(best_weights)
         net.eval()
         self.net = net
@@ -584,7 +590,7 @@ class SequenceModel(TorchModel):
             )
         return _Rows(X, y, None, self.d_feat, self._normalise)
 
-    def fit_panel(self, train: Panel, valid: Panel, workdir: Path | None = None) -> None:
+    def fit_panel(self, train: Panel, valid: Panel, workdir: Path | None = None, progress: Any = None) -> None:
         if self.window is not None:
             n_days = len(np.unique(train.day))
             if self.window > n_days:
@@ -592,7 +598,7 @@ class SequenceModel(TorchModel):
                     f"model.window={self.window} days is longer than the train segment ({n_days} days); "
                     "use a shorter window or a longer train segment"
                 )
-        super().fit_panel(train, valid, workdir)
+        super().fit_panel(train, valid, workdir, progress)
         # keep copies of the last window-1 days of train/valid, so the first test windows can look back into them
         # without the caller holding on to the (large) learn segments
         self._tail = []

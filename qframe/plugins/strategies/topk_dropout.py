@@ -96,6 +96,35 @@ class TopkDropoutStrategy:
             trade_unit=None if trade_unit is None else int(trade_unit),
         )
 
+    def check_market(self, market: MarketData, start: pd.Timestamp, end: pd.Timestamp) -> list[str]:
+        """Refuse a ``topk`` that holds the whole tradable universe; a note when it holds most of it.
+
+        Holding every name makes the excess return the universe's average against the benchmark: it says nothing
+        about the model. Tradable: a universe member with a bar, counted per day of [start, end].
+        """
+        cal = market.calendar
+        lo, hi = int(cal.searchsorted(start, "left")), int(cal.searchsorted(end, "right"))
+        tradable = (market.universe[lo:hi] & ~np.isnan(market.fields["close"][lo:hi])).sum(axis=1)
+        tradable = tradable[tradable > 0]
+        if len(tradable) == 0:
+            return []
+        typical = int(np.median(tradable))
+        if self.topk >= typical:
+            suggestion = max(1, typical // 5)
+            raise ConfigError(
+                f"strategy.topk={self.topk} would hold every tradable instrument: the test segment has {typical} on a "
+                f"median day (at most {int(tradable.max())}), so the excess return would say nothing about the "
+                f"model; choose strategy.topk below {typical}, e.g. strategy.topk={suggestion} "
+                f"strategy.n_drop={max(1, suggestion // 5)}"
+            )
+        if self.topk > typical / 2:
+            return [
+                f"strategy.topk={self.topk} holds more than half of the {typical} instruments tradable on a median "
+                "test day: the portfolio is close to the whole universe, and its excess return says little about "
+                "the model"
+            ]
+        return []
+
     def backtest(
         self, scores: pd.Series, market: MarketData, start: str | None = None, end: str | None = None
     ) -> pd.DataFrame:
