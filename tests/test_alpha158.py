@@ -182,10 +182,10 @@ def test_ops_match_pandas_rolling(gappy: np.ndarray, window: int) -> None:
 
     cases = {
         "mean": (ops.mean(gappy, window), lambda s: roll(s).mean()),
-        "sum": (ops.sum(gappy, window), lambda s: roll(s).sum()),
+        "sum": (ops.rolling_sum(gappy, window), lambda s: roll(s).sum()),
         "std": (ops.std(gappy, window), lambda s: roll(s).std()),
-        "max": (ops.max(gappy, window), lambda s: roll(s).max()),
-        "min": (ops.min(gappy, window), lambda s: roll(s).min()),
+        "max": (ops.rolling_max(gappy, window), lambda s: roll(s).max()),
+        "min": (ops.rolling_min(gappy, window), lambda s: roll(s).min()),
         "quantile": (ops.quantile(gappy, window, 0.8), lambda s: roll(s).quantile(0.8)),
         "rank": (ops.rank(gappy, window), lambda s: roll(s).rank(pct=True)),
         "idxmax": (ops.idxmax(gappy, window), lambda s: roll(s).apply(lambda a: a.argmax() + 1, raw=True)),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import mmap
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from filelock import FileLock
+
+from qframe.core.atomic import atomic_path
 
 #: bump when feature code changes its output, so old caches are not reused
 CACHE_VERSION = "1"
@@ -91,10 +92,7 @@ class ArrayCache:
             else:
                 columns[name] = pa.array(arr)
         table = pa.table(columns).replace_schema_metadata({"qframe": json.dumps(meta)})
-        self.directory.mkdir(parents=True, exist_ok=True)
         path = self.path(key)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp, pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as out:
+            out.write_table(table)
         return path

@@ -13,7 +13,8 @@ import pandas as pd
 
 from qframe.core.errors import ConfigError, DataError
 
-RISK_MODES = ("sum", "product")
+#: how daily returns accumulate into the risk figures (Qlib's risk_analysis modes)
+ACCUMULATION_MODES = ("sum", "product")
 
 
 def _grouped_pearson(x: np.ndarray, y: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
@@ -131,8 +132,8 @@ def risk_analysis(r: pd.Series, N: int = 252, mode: str = "sum") -> dict:
     compounded annualized return, max drawdown of the compounded curve as a fraction of its running peak.
     The information ratio is ``mean / std * sqrt(N)`` in both modes.
     """
-    if mode not in RISK_MODES:
-        raise ConfigError(f"risk_analysis: unknown mode {mode!r}; valid options: {', '.join(RISK_MODES)}")
+    if mode not in ACCUMULATION_MODES:
+        raise ConfigError(f"risk_analysis: unknown mode {mode!r}; valid options: {', '.join(ACCUMULATION_MODES)}")
     r = pd.Series(r)
     if mode == "sum":
         mean = r.mean()

@@ -85,16 +85,6 @@ def less(x: np.ndarray, y: np.ndarray | float) -> np.ndarray:
     return np.minimum(x, y)
 
 
-def abs(x: np.ndarray) -> np.ndarray:  # noqa: A001 - Qlib's operator name
-    """``Abs(x)``."""
-    return np.abs(x)
-
-
-def log(x: np.ndarray) -> np.ndarray:
-    """``Log(x)``."""
-    return np.log(x)
-
-
 def stored_span(*arrays: np.ndarray) -> np.ndarray:
     """Bool (T, N): the row lies between a column's first and last stored bar (any array non-NaN)."""
     has = ~np.isnan(arrays[0])
@@ -156,7 +146,7 @@ def mean(x: np.ndarray, window: int) -> np.ndarray:
     return total
 
 
-def sum(x: np.ndarray, window: int) -> np.ndarray:  # noqa: A001 - Qlib's operator name
+def rolling_sum(x: np.ndarray, window: int) -> np.ndarray:
     """``Sum(x, N)``: sum of the window's non-NaN values; NaN if there are none."""
     total, n = _window_sum(x, window)
     total[n == 0] = np.nan
@@ -198,12 +188,12 @@ def mins(x: np.ndarray, windows: Iterable[int]) -> dict[int, np.ndarray]:
     return _nested_extremes(x, windows, np.fmin)
 
 
-def max(x: np.ndarray, window: int) -> np.ndarray:  # noqa: A001 - Qlib's operator name
+def rolling_max(x: np.ndarray, window: int) -> np.ndarray:
     """``Max(x, N)``: largest non-NaN value in the window; NaN if none."""
     return maxes(x, [window])[window]
 
 
-def min(x: np.ndarray, window: int) -> np.ndarray:  # noqa: A001 - Qlib's operator name
+def rolling_min(x: np.ndarray, window: int) -> np.ndarray:
     """``Min(x, N)``: smallest non-NaN value in the window; NaN if none."""
     return mins(x, [window])[window]
 

@@ -21,6 +21,7 @@ import pandas as pd
 import yaml
 
 from qframe.core.errors import ConfigError, DegenerateResult
+from qframe.core.evaluation import ACCUMULATION_MODES
 from qframe.core.handler import dropped_summary, prepare
 from qframe.core.progress import Progress
 from qframe.core.registry import Registry, get_registry, make_recorders, run_recorders
@@ -30,7 +31,6 @@ log = logging.getLogger("qframe")
 SIGNAL_METRICS = ("IC", "ICIR", "Rank IC", "Rank ICIR")
 RISK_BLOCKS = ("benchmark", "excess_return_without_cost", "excess_return_with_cost")
 RISK_STATS = ("mean", "std", "annualized_return", "information_ratio", "max_drawdown")
-ACCUMULATION_MODES = ("sum", "product")
 
 
 def metric_names() -> list[str]:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qframe.core.atomic import atomic_path
 from qframe.core.errors import ConfigError
 
 STATE_FILE = "sweep_state.json"
@@ -67,18 +67,8 @@ class SweepState:
 
     def save(self, path: Path) -> None:
         """Write atomically: the file on disk is always a complete state."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        doc = asdict(self)
-        fd, tmp = tempfile.mkstemp(prefix=".sweep_state-", suffix=".json", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(doc, fh, indent=1, default=_json_default)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path, durable=True) as tmp:
+            tmp.write_text(json.dumps(asdict(self), indent=1, default=_json_default))
 
     @classmethod
     def load(cls, path: Path) -> SweepState:

@@ -43,14 +43,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from qframe.core.atomic import atomic_path
 from qframe.core.data import MarketData
 from qframe.core.errors import ConfigError, DataError
 from qframe.core.validate import select_market, validate_market
@@ -276,28 +275,21 @@ def generate(p: SyntheticParams) -> tuple[MarketData, np.ndarray]:
 
 
 def save_npz(path: Path, md: MarketData, state: np.ndarray) -> None:
-    """Write the market atomically (temp file in the same directory + os.replace)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the market atomically (see :func:`qframe.core.atomic.atomic_path`)."""
     arrays = {f"field_{k}": v.astype(np.float32) for k, v in md.fields.items()}
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f,
-                calendar=md.calendar.to_numpy(),
-                instruments=np.asarray(md.instruments, dtype=str),
-                universe=md.universe,
-                benchmark=md.benchmark.to_numpy(np.float64),
-                benchmark_name=np.asarray(str(md.benchmark.name)),
-                name=np.asarray(md.name),
-                notes=np.asarray(md.notes, dtype=str),
-                state=state.astype(np.float32),
-                **arrays,
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(
+            f,
+            calendar=md.calendar.to_numpy(),
+            instruments=np.asarray(md.instruments, dtype=str),
+            universe=md.universe,
+            benchmark=md.benchmark.to_numpy(np.float64),
+            benchmark_name=np.asarray(str(md.benchmark.name)),
+            name=np.asarray(md.name),
+            notes=np.asarray(md.notes, dtype=str),
+            state=state.astype(np.float32),
+            **arrays,
+        )
 
 
 def load_npz(path: Path) -> tuple[MarketData, np.ndarray]:

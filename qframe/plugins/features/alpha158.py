@@ -288,7 +288,7 @@ class _Builder:
         gain, loss = np.maximum(diff, np.float32(0)), np.maximum(-diff, np.float32(0))
         del diff
         for w in windows:
-            sp, sn = ops.sum(gain, w), ops.sum(loss, w)
+            sp, sn = ops.rolling_sum(gain, w), ops.rolling_sum(loss, w)
             # Sum(Abs(d)) = Sum(Greater(d, 0)) + Sum(Greater(-d, 0)): |d| splits exactly into the two
             den = sp + sn + _EPS
             self.put(f"{prefix}P{w}", sp / den)

@@ -24,7 +24,6 @@ import copy
 import json
 import logging
 import math
-import os
 import re
 import sys
 import warnings
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from qframe.core.atomic import atomic_path
 from qframe.core.errors import ConfigError
 from qframe.core.panel import Panel
 from qframe.core.timeseries import TimeSeriesSampler
@@ -137,12 +137,11 @@ def _log_step_metrics(metrics: dict[str, float], step: int) -> None:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    if isinstance(obj, dict) and path.suffix == ".json":
-        tmp.write_text(json.dumps(obj))
-    else:
-        torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        if isinstance(obj, dict) and path.suffix == ".json":
+            tmp.write_text(json.dumps(obj))
+        else:
+            torch.save(obj, tmp)
 
 
 class TorchModel:
