@@ -6,12 +6,14 @@ import os
 import sys
 import traceback
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from qframe.core.context import RunContext, SharedInputs
 from qframe.core.errors import ConfigError, QFrameError
 
 
@@ -92,48 +94,85 @@ def apply_thread_budget(cfg: dict, environ: os._Environ | dict = os.environ) -> 
         model["num_threads"] = int(budget)
 
 
-def _task(cfg: DictConfig) -> float:
-    from qframe.console import progress_for_terminal
-    from qframe.core.tracking import is_sweep_trial
-    from qframe.core.workflow import run_workflow
+class QFrameTask:
+    """The task function Hydra runs for every job; it builds each run's :class:`RunContext` at this boundary.
 
-    multirun = _is_multirun()
-    debug = debug_enabled(cfg)
-    # a single run in a terminal shows its stages live; jobs of a sweep run side by side and stay quiet
-    progress = progress_for_terminal(enabled=not multirun)
-    try:
-        with warnings.catch_warnings():
-            if not debug:
-                # numpy's and pandas' warnings speak of their internals (a mean of an empty slice): the run's own
-                # checks say what is wrong in the user's terms
-                for category in _quiet_warnings():
-                    warnings.simplefilter("ignore", category)
-            resolved = _resolve(cfg)
-            apply_thread_budget(resolved)
-            result = run_workflow(resolved, progress=progress)
-    except QFrameError as exc:
-        progress.close()
-        if multirun:
-            raise  # the sweeper records the trial as failed; the sweep goes on
-        if debug:
-            traceback.print_exc()
-        fail(str(exc))
-    finally:
-        progress.close()
-    # inside a qframe hyperopt sweep the sweeper prints one line per trial; the full report is in the trial's run
-    if not is_sweep_trial():
-        from qframe.report import print_result
+    It also implements the fork launcher's prefork interface (:class:`qframe.launch.forking.ForkAwareTask`): in
+    a sweep's parent process, before any job is forked, :meth:`prefork` loads the inputs the jobs share and keeps
+    them on this object, which every forked child inherits; each run then gets them through its context.
+    """
 
-        print_result(result)
-    return result.objective
+    #: imported in the sweep's parent before the first fork, so each forked job starts with them loaded
+    preload_modules = (
+        "numpy",
+        "pandas",
+        "pyarrow",
+        "pyarrow.parquet",
+        "pandas.io.parquet",
+        "lightgbm",
+        "mlflow",
+        # imported by mlflow.set_tracking_uri (tracing's no-op provider): ~0.03 s a run otherwise
+        "mlflow.tracing.processor.base_mlflow",
+        "matplotlib.pyplot",
+        "qframe.core.workflow",
+        "qframe.core.handler",
+        "qframe.core.evaluation",
+        "qframe.core.backtest",
+        "qframe.core.plots",
+        "qframe.report",
+    )
+
+    def __init__(self) -> None:
+        self.shared: SharedInputs | None = None
+
+    def context(self, resolved: dict, environ: Mapping[str, str] = os.environ) -> RunContext:
+        """The run's context: its location, its identity in a sweep (from the job's environment), shared inputs."""
+        from qframe.core.context import locate, trial_identity
+
+        return RunContext(locate(resolved, environ), trial_identity(environ), self.shared)
+
+    def prefork(self, config: DictConfig) -> None:
+        """Load what the jobs of a sweep share (market, features, segments, tracking look-ups), in its parent."""
+        from qframe.core.context import locate
+        from qframe.core.workflow import preload_inputs
+
+        resolved = _resolve(config)
+        self.shared = preload_inputs(resolved, locate(resolved, os.environ))
+
+    def __call__(self, cfg: DictConfig) -> float:
+        from qframe.console import progress_for_terminal
+        from qframe.core.workflow import run_workflow
+
+        multirun = _is_multirun()
+        debug = debug_enabled(cfg)
+        # a single run in a terminal shows its stages live; jobs of a sweep run side by side and stay quiet
+        progress = progress_for_terminal(enabled=not multirun)
+        try:
+            with warnings.catch_warnings():
+                if not debug:
+                    # numpy's and pandas' warnings speak of their internals (a mean of an empty slice): the run's
+                    # own checks say what is wrong in the user's terms
+                    for category in _quiet_warnings():
+                        warnings.simplefilter("ignore", category)
+                resolved = _resolve(cfg)
+                apply_thread_budget(resolved)
+                context = self.context(resolved)
+                result = run_workflow(resolved, context, progress=progress)
+        except QFrameError as exc:
+            progress.close()
+            if multirun:
+                raise  # the sweeper records the trial as failed; the sweep goes on
+            if debug:
+                traceback.print_exc()
+            fail(str(exc))
+        finally:
+            progress.close()
+        # inside a qframe hyperopt sweep the sweeper prints one line per trial; the full report is in the trial's run
+        if not context.trial.in_sweep:
+            from qframe.report import print_result
+
+            print_result(result)
+        return result.objective
 
 
-def _prefork(cfg: DictConfig) -> None:
-    """qframe's fork launcher calls this in a sweep's parent, once, before forking trials: load what they share."""
-    from qframe.core.workflow import preload_inputs
-
-    preload_inputs(_resolve(cfg))
-
-
-_task.qframe_prefork = _prefork  # see qframe.launch.forking.PREFORK_ATTR
-hydra_main = hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(_task)
+hydra_main = hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(QFrameTask())

@@ -42,3 +42,16 @@ class QFrameLauncher(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
         return self.impl.launch(job_overrides, initial_job_idx)
+
+    # qframe.launch.protocols.JobSubmitter: qframe's sweeper submits a trial whenever a slot is free
+    def submit(self, overrides: Sequence[str], idx: int, timeout: float | None = None) -> float:
+        return self.impl.submit(overrides, idx, timeout)
+
+    def wait(self) -> list[Any]:
+        return self.impl.wait()
+
+    def running(self) -> int:
+        return self.impl.running()
+
+    def kill_all(self) -> None:
+        self.impl.kill_all()

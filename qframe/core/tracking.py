@@ -26,15 +26,7 @@ from filelock import FileLock  # noqa: E402
 
 import qframe  # noqa: E402
 from qframe.core import sqlite_store  # noqa: E402
-
-
-def resolve_tracking_uri(configured: str | None, workdir: Path) -> str:
-    """Config first, then ``MLFLOW_TRACKING_URI``, then ``sqlite:///<workdir>/mlflow.db``."""
-    if configured:
-        return str(configured)
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    return f"sqlite:///{(workdir / 'mlflow.db').resolve()}"
+from qframe.core.context import RunLocation, TrialIdentity  # noqa: E402
 
 
 def ensure_experiment(uri: str, experiment: str, artifact_root: Path) -> str:
@@ -91,11 +83,8 @@ def git_state(directory: Path) -> tuple[str, bool] | None:
         return None
 
 
-#: tags describing where runs come from (version, host, git state), fixed by :func:`preload` for forked runs
-_SOURCE_TAGS: dict[str, str] | None = None
-
-
-def _source_tags() -> dict[str, str]:
+def source_tags() -> dict[str, str]:
+    """Tags saying where runs come from: qframe's version, the host, and the git state of the project."""
     tags = {"qframe.version": qframe.__version__, "qframe.host": socket.gethostname()}
     # the researcher's project first (cwd), else the qframe checkout itself
     for where in (Path.cwd(), Path(qframe.__file__).parent):
@@ -108,30 +97,25 @@ def _source_tags() -> dict[str, str]:
     return tags
 
 
-def run_tags(dataset_fingerprint: str) -> dict[str, str]:
-    """The tags of a run on a dataset with this fingerprint."""
-    source = _SOURCE_TAGS if _SOURCE_TAGS is not None else _source_tags()
-    return {**source, "qframe.dataset_fingerprint": dataset_fingerprint}
+def run_tags(dataset_fingerprint: str, source: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The tags of a run on a dataset with this fingerprint (``source``: :func:`source_tags`, if known already)."""
+    return {**(source if source is not None else source_tags()), "qframe.dataset_fingerprint": dataset_fingerprint}
 
 
-#: (tracking uri, experiment name) -> experiment id, resolved by :func:`preload` for the runs forked afterwards
-_EXPERIMENTS: dict[tuple[str, str], str] = {}
-
-
-def preload(uri: str, experiment: str, artifact_root: Path) -> None:
-    """Resolve once what every run of this process needs from tracking, before runs are forked from it.
+def preload(location: RunLocation) -> tuple[dict[str, str], str]:
+    """Resolve once what every run forked from this process needs from tracking: (source tags, experiment id).
 
     Each run would otherwise spawn git twice, have MLflow's run-context providers import GitPython, open the
     store (an SQL store checks its schema: ~0.7 s) and look its experiment up. The store's connections are closed
     before returning and its pool is reset in every forked child: no database connection is shared across a fork.
     """
-    global _SOURCE_TAGS
-    _SOURCE_TAGS = _source_tags()
+    tags = source_tags()
     from mlflow.tracking.context.registry import resolve_tags
 
     resolve_tags()  # the providers cache what they find (git info) in this process
-    _EXPERIMENTS[(uri, experiment)] = ensure_experiment(uri, experiment, artifact_root)
-    release_connections(uri)
+    experiment_id = ensure_experiment(location.tracking_uri, location.experiment, location.artifact_root)
+    release_connections(location.tracking_uri)
+    return tags, experiment_id
 
 
 _RELEASED_ENGINES: set[int] = set()
@@ -152,22 +136,6 @@ def release_connections(uri: str) -> None:
         os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
 
 
-#: set in a trial's environment by qframe's sweeper (through ``hydra.job.env_set``, so every launcher passes them on)
-SWEEP_ENV = "QFRAME_SWEEP"
-PARENT_RUN_ENV = "QFRAME_PARENT_RUN_ID"
-TRIAL_ENV = "QFRAME_TRIAL_NUMBER"
-
-
-def is_sweep_trial() -> bool:
-    """True when this run is a trial of a qframe hyperopt sweep."""
-    return os.environ.get(SWEEP_ENV) == "1"
-
-
-def sweep_parent_run() -> str | None:
-    """The sweep's parent run id when this run is a trial of a tracked qframe sweep, else None."""
-    return os.environ.get(PARENT_RUN_ENV) or None
-
-
 class DeferredRun:
     """An MLflow run whose store set-up runs in a background thread while the caller loads data.
 
@@ -175,23 +143,27 @@ class DeferredRun:
     ``params`` (what the run was run with) are logged in one batch with the first metrics, or when the run fails.
     The run itself starts at :meth:`start`; leaving the ``with`` block ends it FINISHED, or FAILED (KILLED on
     Ctrl-C) with the error as the ``qframe.error`` tag — a run that fails before :meth:`start` is still
-    recorded as FAILED.
+    recorded as FAILED. A sweep's trial (``trial``) nests under the sweep's parent run; ``experiment_id``, when
+    known already (resolved by a sweep's parent), spares the set-up.
     """
 
     def __init__(
         self,
-        uri: str,
-        experiment: str,
-        artifact_root: Path,
+        location: RunLocation,
         run_name: str | None = None,
         params: Mapping[str, Any] | None = None,
+        trial: TrialIdentity | None = None,
+        experiment_id: str | None = None,
     ) -> None:
-        self.uri, self.experiment, self.artifact_root, self.run_name = uri, experiment, artifact_root, run_name
+        self.uri, self.experiment = location.tracking_uri, location.experiment
+        self.artifact_root = location.artifact_root
+        self.run_name = run_name
+        self.trial = trial or TrialIdentity()
         self.run: Any = None
         self.waited = 0.0
         # logged with the first batch of metrics, or when the run fails: a failed run shows what it ran with
         self._params = {k: str(v)[:6000] for k, v in (params or {}).items()}
-        self._experiment_id = _EXPERIMENTS.get((uri, experiment))
+        self._experiment_id = experiment_id
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         if self._experiment_id is None:
@@ -220,16 +192,13 @@ class DeferredRun:
         if self._error is not None:
             raise self._error
         mlflow.set_tracking_uri(self.uri)
-        # inside a qframe sweep the trial's run nests under the sweep's parent run (set by qframe.tuning)
-        parent = sweep_parent_run()
-        trial = os.environ.get(TRIAL_ENV)
         tags = dict(tags or {})
-        if parent:
+        if self.trial.parent_run_id:
             # the tag is what nests a run (start_run(parent_run_id=...) sets it after reading the whole parent run
             # back to check it, ~45 ms a trial)
-            tags["mlflow.parentRunId"] = parent
-            if trial:
-                tags["qframe.trial"] = trial
+            tags["mlflow.parentRunId"] = self.trial.parent_run_id
+            if self.trial.number is not None:
+                tags["qframe.trial"] = str(self.trial.number)
         self.run = mlflow.start_run(experiment_id=self._experiment_id, run_name=self.run_name, tags=tags or None)
         return self.run
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from qframe.core.context import RunContext, RunLocation, SharedInputs
 from qframe.core.errors import ConfigError, DegenerateResult
 from qframe.core.evaluation import ACCUMULATION_MODES
 from qframe.core.handler import dropped_summary, prepare
@@ -62,7 +63,7 @@ def _component(cfg: dict[str, Any], key: str) -> tuple[str, dict[str, Any]]:
     return section["name"], params
 
 
-def _check_settings(cfg: dict[str, Any]) -> tuple[str, int, str, bool]:
+def _check_settings(cfg: dict[str, Any], default_plots: bool) -> tuple[str, int, str, bool]:
     objective = cfg.get("objective") or "excess_return_with_cost.information_ratio"
     if objective not in metric_names():
         valid = ", ".join(metric_names())
@@ -78,37 +79,29 @@ def _check_settings(cfg: dict[str, Any]) -> tuple[str, int, str, bool]:
     if not (isinstance(plots, bool) or plots == "auto"):
         raise ConfigError(f"recording.plots={plots!r}; valid options: true, false, auto")
     if plots == "auto":
-        from qframe.core.tracking import is_sweep_trial
-
-        # a sweep's trials leave the plots out: its best trial re-runs with them in one command
-        plots = not is_sweep_trial()
+        plots = default_plots
     return objective, periods, mode, plots
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # inputs shared by the runs of a sweep
 
-#: inputs loaded by :func:`preload_inputs`, keyed by :func:`_inputs_key`: what runs forked from this process start from
-_PRELOADED: dict[str, tuple[Any, Any]] = {}
 
-
-def _workdir(cfg: dict[str, Any]) -> Path:
-    return Path(cfg.get("workdir") or ".qframe").expanduser().resolve()
-
-
-def _inputs_key(cfg: dict[str, Any]) -> str:
+def _inputs_key(cfg: dict[str, Any], location: RunLocation) -> str:
     from qframe.core.cache import cache_key
 
     parts = {k: cfg.get(k) for k in ("dataset", "handler", "segments")}
-    return cache_key("inputs", parts, str(_workdir(cfg)))
+    return cache_key("inputs", parts, str(location.workdir))
 
 
-def _load_market(cfg: dict[str, Any], registry: Registry, progress: Progress, dataset: Any = None) -> Any:
+def _load_market(
+    cfg: dict[str, Any], registry: Registry, cache_dir: Path, progress: Progress, dataset: Any = None
+) -> Any:
     """The market of ``cfg`` (from the dataset's cache when it has one); ``dataset``: its loader, if made already."""
     dataset_name, dataset_params = _component(cfg, "dataset")
     dataset = dataset if dataset is not None else registry.create("dataset", dataset_name, **dataset_params)
     progress.start("data", f"loading dataset {dataset_name!r}")
-    market = dataset.load(cache_dir=_workdir(cfg) / "cache")
+    market = dataset.load(cache_dir=cache_dir)
     T, N = market.shape
     span = f"{market.calendar[0].date()}..{market.calendar[-1].date()}"
     progress.finish(f"{market.name}: {N} instruments x {T} days, {span}")
@@ -124,6 +117,7 @@ def _check_strategy(strategy: Any, market: Any, test: tuple[pd.Timestamp, pd.Tim
 def _load_inputs(
     cfg: dict[str, Any],
     registry: Registry,
+    cache_dir: Path,
     progress: Progress | None = None,
     strategy: Any = None,
     dataset: Any = None,
@@ -134,7 +128,7 @@ def _load_inputs(
     """
     progress = progress or Progress()
     t0 = time.perf_counter()
-    market = _load_market(cfg, registry, progress, dataset)
+    market = _load_market(cfg, registry, cache_dir, progress, dataset)
     timings = {"data": time.perf_counter() - t0}
 
     def check(bounds: dict[str, tuple[pd.Timestamp, pd.Timestamp]]) -> None:
@@ -142,35 +136,34 @@ def _load_inputs(
             market.notes.extend(_check_strategy(strategy, market, bounds["test"]))
 
     segments = cfg.get("segments") or {}
-    prepared = prepare(market, registry, cfg["handler"], segments, _workdir(cfg) / "cache", progress, check)
+    prepared = prepare(market, registry, cfg["handler"], segments, cache_dir, progress, check)
     timings.update(prepared.timings)
     return market, prepared, timings
 
 
-def preload_inputs(cfg: dict[str, Any], registry: Registry | None = None) -> None:
+def preload_inputs(cfg: dict[str, Any], location: RunLocation, registry: Registry | None = None) -> SharedInputs:
     """Load ``cfg``'s market, features and processed segments into this process, for the runs forked from it.
 
-    qframe's fork launcher calls this once in a sweep's parent process (the app's prefork hook): each trial whose
-    ``dataset``, ``handler``, ``segments`` and ``workdir`` match then starts with its inputs in memory,
-    copy-on-write, instead of reading the caches and re-running the processors. Nothing here starts a thread pool:
-    the process forks afterwards. The tracking store is opened and its experiment resolved here too.
+    Called once in a sweep's parent process (the app's prefork step); the result reaches each trial through its
+    :class:`RunContext`: a trial whose ``dataset``, ``handler``, ``segments`` and ``workdir`` match starts with its
+    inputs in memory, copy-on-write, instead of reading the caches and re-running the processors. Nothing here
+    starts a thread pool: the process forks afterwards. The tracking store is opened and its experiment resolved
+    here too.
     """
     from qframe.core import tracking
 
     registry = registry or get_registry()
-    market, prepared, _ = _load_inputs(cfg, registry)
-    _PRELOADED.clear()
-    _PRELOADED[_inputs_key(cfg)] = (market, prepared)
-    workdir = _workdir(cfg)
-    uri = tracking.resolve_tracking_uri(cfg.get("tracking_uri"), workdir)
-    tracking.preload(uri, cfg.get("experiment_name") or "qframe", workdir / "artifacts")
+    market, prepared, _ = _load_inputs(cfg, registry, location.cache_dir)
+    source_tags, experiment_id = tracking.preload(location)
+    return SharedInputs(_inputs_key(cfg, location), market, prepared, location, source_tags, experiment_id)
 
 
-def _preloaded_inputs(cfg: dict[str, Any]) -> tuple[Any, Any] | None:
-    found = _PRELOADED.get(_inputs_key(cfg)) if _PRELOADED else None
-    if found is None:
+def _shared_inputs(cfg: dict[str, Any], context: RunContext) -> tuple[Any, Any] | None:
+    """The context's preloaded inputs when they are this config's, as containers of the run's own."""
+    shared = context.shared
+    if shared is None or shared.key != _inputs_key(cfg, context.location):
         return None
-    market, prepared = found
+    market, prepared = shared.market, shared.prepared
     # a run appends notes and drops segments as it goes: it gets its own containers, sharing the arrays
     market = copy.copy(market)
     market.notes = list(market.notes)
@@ -213,24 +206,36 @@ def _fit(model: Any, train: Any, valid: Any, checkpoints: Path, progress: Progre
     method(*args, progress=progress) if takes_progress else method(*args)
 
 
-def run_workflow(cfg: dict[str, Any], registry: Registry | None = None, progress: Progress | None = None) -> RunResult:
+def run_workflow(
+    cfg: dict[str, Any],
+    context: RunContext | None = None,
+    registry: Registry | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
     """Run the whole workflow for ``cfg``; the MLflow run is FAILED if anything raises.
 
-    Every component is built, and so checked, before any data is read. ``progress`` hears of each stage.
+    ``context`` says where the run records and whether it is a sweep's trial (default: a single run located by
+    ``cfg``'s ``workdir``, ``tracking_uri`` and ``experiment_name``). Every component is built, and so checked,
+    before any data is read. ``progress`` hears of each stage.
     """
     from qframe.core import tracking
     from qframe.core.evaluation import risk_report, signal_analysis
 
+    context = context or RunContext.for_config(cfg)
     registry = registry or get_registry()
     progress = progress or Progress()
-    objective_name, periods, mode, plots = _check_settings(cfg)
+    objective_name, periods, mode, plots = _check_settings(cfg, context.default_plots)
     dataset_name, dataset_params = _component(cfg, "dataset")
     model_name, model_params = _component(cfg, "model")
     strategy_name, strategy_params = _component(cfg, "strategy")
-    workdir = _workdir(cfg)
-    uri = tracking.resolve_tracking_uri(cfg.get("tracking_uri"), workdir)
-    experiment = cfg.get("experiment_name") or "qframe"
+    location = context.location
     params = tracking.flatten(cfg)
+    shared = context.shared
+
+    def tracked_run() -> tracking.DeferredRun:
+        experiment_id = shared.experiment_of(location) if shared is not None else None
+        return tracking.DeferredRun(location, cfg.get("run_name"), params, context.trial, experiment_id)
+
     try:
         # built before any work, so a typo, a wrong type or an unknown parameter costs nothing
         dataset = registry.create("dataset", dataset_name, **dataset_params)
@@ -238,24 +243,24 @@ def run_workflow(cfg: dict[str, Any], registry: Registry | None = None, progress
         strategy = registry.create("strategy", strategy_name, **strategy_params)
         recorders = make_recorders(registry, cfg.get("recorders"))  # called with the result
     except ConfigError:
-        if tracking.sweep_parent_run() is not None:
+        if context.trial.parent_run_id is not None:
             # a sweep's trial keeps a (FAILED) run with its params, so its parent run lists every trial
-            with tracking.DeferredRun(uri, experiment, workdir / "artifacts", cfg.get("run_name"), params):
+            with tracked_run():
                 raise
         raise
-    workdir.mkdir(parents=True, exist_ok=True)
+    location.workdir.mkdir(parents=True, exist_ok=True)
 
     timings: dict[str, float] = {}
-    with tracking.DeferredRun(uri, experiment, workdir / "artifacts", cfg.get("run_name"), params) as tracked:
-        preloaded = _preloaded_inputs(cfg)
+    with tracked_run() as tracked:
+        preloaded = _shared_inputs(cfg, context)
         if preloaded is not None:
             market, prepared = preloaded
             market.notes.extend(_check_strategy(strategy, market, prepared.bounds["test"]))
         else:
-            market, prepared, loaded = _load_inputs(cfg, registry, progress, strategy, dataset)
+            market, prepared, loaded = _load_inputs(cfg, registry, location.cache_dir, progress, strategy, dataset)
             timings.update(loaded)
 
-        run = tracked.start(tags=tracking.run_tags(market.fingerprint()))
+        run = tracked.start(tags=tracking.run_tags(market.fingerprint(), shared.source_tags if shared else None))
         experiment_id = run.info.experiment_id
         timings["tracking setup"] = tracked.waited  # what was left of the store set-up after data and features
 
@@ -264,7 +269,7 @@ def run_workflow(cfg: dict[str, Any], registry: Registry | None = None, progress
 
         t0 = time.perf_counter()
         progress.start("fit", f"{model_name} on {len(train):,} rows")
-        _fit(model, train, valid, workdir / "checkpoints" / run.info.run_id, progress)
+        _fit(model, train, valid, location.workdir / "checkpoints" / run.info.run_id, progress)
         timings["fit"] = time.perf_counter() - t0
         info = model.info() or {}
         progress.finish(f"{model_name}" + "".join(f", {k.replace('_', ' ')} {v}" for k, v in list(info.items())[:2]))
@@ -322,7 +327,7 @@ def run_workflow(cfg: dict[str, Any], registry: Registry | None = None, progress
         objective_name=objective_name,
         objective=objective if math.isfinite(objective) else float("nan"),
         run_id=run.info.run_id,
-        tracking_uri=uri,
+        tracking_uri=location.tracking_uri,
         experiment_id=experiment_id,
         artifact_uri=run.info.artifact_uri,
         timings=timings,

@@ -6,8 +6,8 @@ model itself, so it never starts an OpenMP thread pool and holds no MLflow datab
 copy-on-write child; a crash, a leak or a hang stays in that child.
 
 What every job would otherwise redo is done once in the parent: Hydra's composition of the job config (a template
-per set of structural overrides, :mod:`qframe.launch.compose`) and, through the task function's prefork hook
-(:data:`PREFORK_ATTR`), loading the inputs the jobs share.
+per set of structural overrides, :mod:`qframe.launch.compose`) and, for a task function that implements
+:class:`ForkAwareTask`, importing its modules and loading the inputs the jobs share.
 
 A child sends one message back over a pipe: ``("ok", value)`` or ``("error", "Type: message")``. A child that dies
 without a message died by a signal (segfault, OOM kill, ``kill -9``) or exited hard; one that outlives its timeout is
@@ -31,32 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from qframe.launch.compose import JobComposer, PlannedJob
+from qframe.launch.protocols import ForkAwareTask
 
 log = logging.getLogger("qframe.launch")
-
-#: a task function may carry a callable under this name: the launcher calls it once, in its parent process, with
-#: the first job's config (without the ``hydra`` node, HydraConfig set) before it forks any job
-PREFORK_ATTR = "qframe_prefork"
-
-#: modules imported in the parent before the first fork, so each child starts with them loaded
-PRELOAD = (
-    "numpy",
-    "pandas",
-    "pyarrow",
-    "pyarrow.parquet",
-    "pandas.io.parquet",
-    "lightgbm",
-    "mlflow",
-    # imported by mlflow.set_tracking_uri (tracing's no-op provider): ~0.03 s a run otherwise
-    "mlflow.tracing.processor.base_mlflow",
-    "matplotlib.pyplot",
-    "qframe.core.workflow",
-    "qframe.core.handler",
-    "qframe.core.evaluation",
-    "qframe.core.backtest",
-    "qframe.core.plots",
-    "qframe.report",
-)
 
 
 #: seconds a child that has reported its result may take to exit before it is killed
@@ -93,7 +70,7 @@ class _Running:
     killed_for_timeout: bool = False
 
 
-def preload(modules: Sequence[str] = PRELOAD) -> None:
+def preload(modules: Sequence[str]) -> None:
     """Import ``modules`` now (in the parent) so forked children find them loaded; missing ones are skipped."""
     import importlib
 
@@ -161,12 +138,13 @@ class ForkRunner:
         self.running: dict[int, _Running] = {}
         self.exiting: list[tuple[Any, float]] = []  # (process, kill after): reported, not yet exited
         self.composer = JobComposer(hydra_context.config_loader, config)
-        self.preforked = not prefork
+        # a task that prepares its jobs does so once, before the first fork
+        self.prefork_pending = prefork and isinstance(task_function, ForkAwareTask)
 
     def submit(self, overrides: Sequence[str], idx: int, timeout: float | None = None) -> float:
         """Start job ``idx`` in a fresh child; return its start time (``time.time()``)."""
-        if not self.preforked:
-            self.preforked = True
+        if self.prefork_pending:
+            self.prefork_pending = False
             self._prefork(self.composer.plan(list(overrides)), idx)  # one-off: the sweep's set-up, not the job's
         started = time.time()
         job = self.composer.plan(list(overrides))
@@ -186,14 +164,11 @@ class ForkRunner:
         return started
 
     def _prefork(self, job: PlannedJob, idx: int) -> None:
-        """Call the task function's prefork hook (if it has one) with the first job's config, in this process.
+        """Call the task's :meth:`ForkAwareTask.prefork` with the first job's config, in this process.
 
         It loads what every job shares (qframe: the market, features and processed segments), once; the children
-        inherit it copy-on-write. A hook that fails costs a warning: each job then loads its own inputs.
+        inherit it copy-on-write. A prefork that fails costs a warning: each job then loads its own inputs.
         """
-        hook = getattr(self.task_function, PREFORK_ATTR, None)
-        if hook is None:
-            return
         from hydra.core.hydra_config import HydraConfig
         from omegaconf import open_dict, read_write
 
@@ -206,7 +181,7 @@ class ForkRunner:
             task_config = copy.deepcopy(config)
             with read_write(task_config), open_dict(task_config):
                 del task_config["hydra"]
-            hook(task_config)
+            self.task_function.prefork(task_config)
         except Exception as exc:  # noqa: BLE001 - the jobs themselves report what is wrong
             why = f"{type(exc).__name__}: {exc}"
             log.warning(f"preloading the jobs' shared inputs failed, each job loads its own: {why}")

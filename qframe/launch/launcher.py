@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from qframe.launch.forking import Finished, ForkRunner, job_return, preload
+from qframe.launch.protocols import ForkAwareTask
 
 log = logging.getLogger("qframe.launch")
 
 
 class ForkLauncher:
-    """Implementation of :class:`hydra_plugins.qframe_launcher.qframe_launcher.QFrameLauncher`."""
+    """Implementation of :class:`hydra_plugins.qframe_launcher.qframe_launcher.QFrameLauncher`: Hydra's batch
+    ``launch``, and the one-job-at-a-time :class:`qframe.launch.protocols.JobSubmitter` qframe's sweeper uses."""
 
     def __init__(self, n_jobs: int = 1, timeout: float | None = None, preload: bool = True) -> None:
         if int(n_jobs) < 1:
@@ -29,8 +31,8 @@ class ForkLauncher:
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
         self.config = config
-        if self.preload:
-            preload()
+        if self.preload and isinstance(task_function, ForkAwareTask):
+            preload(task_function.preload_modules)
         self.runner = ForkRunner(hydra_context, task_function, config, prefork=self.preload)
 
     # the asynchronous API qframe's sweeper uses: submit whenever a slot is free, wait for any job to end

@@ -3,8 +3,8 @@
 The sweep process forks a child per trial (with qframe's launcher), so it never keeps a database connection
 open across a fork: every function here releases the store's connections before it returns
 (:func:`qframe.core.tracking.release_connections`). The SQL the children will run is then already compiled in
-the store they inherit. Trial runs nest under the parent through ``QFRAME_PARENT_RUN_ID`` (read by
-:mod:`qframe.core.tracking`), which the sweeper sets in each trial's ``hydra.job.env_set``.
+the store they inherit. Trial runs nest under the parent through the identity the sweeper sets in each trial's
+``hydra.job.env_set`` (:func:`qframe.core.context.trial_environment`, read back by the app).
 """
 
 from __future__ import annotations

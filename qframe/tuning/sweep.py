@@ -350,8 +350,9 @@ class HyperoptSweep:
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=self.hydra_context, task_function=self.task_function, config=self.config
         )
-        impl = getattr(self.launcher, "impl", None)
-        asynchronous = impl is not None and hasattr(impl, "submit")
+        from qframe.launch.protocols import JobSubmitter
+
+        asynchronous = isinstance(self.launcher, JobSubmitter)
         if s.trial_timeout and not asynchronous:
             from qframe.tuning.timeout import TimedTask
 
@@ -382,9 +383,10 @@ class HyperoptSweep:
         try:
             if asynchronous:
                 try:
-                    stopped = self._run_async(impl, optimizer, state, state_path, space, retry, progress)
+                    stopped = self._run_async(self.launcher, optimizer, state, state_path, space, retry, progress)
                 finally:
-                    impl.kill_all()  # what still runs (interrupted) or exits (reported) is gone before we report
+                    # what still runs (interrupted) or exits (reported) is gone before we report
+                    self.launcher.kill_all()
             else:
                 stopped = self._run_batches(optimizer, state, state_path, space, retry, progress)
         except KeyboardInterrupt:
@@ -480,12 +482,10 @@ class HyperoptSweep:
         ``hydra.job.env_set`` reaches the job on every launcher (forked, in-process, joblib, Ray, Slurm), unlike
         this process's own environment; as a ``hydra.*`` override it stays out of the trial's task overrides.
         """
-        from qframe.core.tracking import PARENT_RUN_ENV, SWEEP_ENV, TRIAL_ENV
+        from qframe.core.context import trial_environment
         from qframe.launch.threads import THREADS_ENV
 
-        env = {SWEEP_ENV: "1", TRIAL_ENV: str(trial.number)}
-        if self.tracking is not None:
-            env[PARENT_RUN_ENV] = self.tracking[1]
+        env = trial_environment(trial.number, self.tracking[1] if self.tracking is not None else None)
         if self.threads is not None:
             env[THREADS_ENV] = str(self.threads)
         identity = [f"++hydra.job.env_set.{k}={format_value(v)}" for k, v in env.items()]
@@ -563,12 +563,12 @@ class HyperoptSweep:
 
         if not self.s.mlflow or OmegaConf.select(self.config, "workdir", default=None) is None:
             return None
-        from qframe.core import tracking
+        from qframe.core.context import locate
 
-        workdir = Path(str(OmegaConf.select(self.config, "workdir"))).expanduser().resolve()
-        uri = tracking.resolve_tracking_uri(OmegaConf.select(self.config, "tracking_uri", default=None), workdir)
-        experiment = OmegaConf.select(self.config, "experiment_name", default=None) or "qframe"
-        return uri, experiment, str(workdir / "artifacts")
+        keys = ("workdir", "tracking_uri", "experiment_name")
+        # the trials' own derivation, from the same config and environment (the sweeper runs at the boundary)
+        location = locate({k: OmegaConf.select(self.config, k, default=None) for k in keys}, os.environ)
+        return location.tracking_uri, location.experiment, str(location.artifact_root)
 
     def _start_tracking(self, state: SweepState, space: Space, objective: str | None) -> tuple[str, str] | None:
         from qframe.tuning.mlflow_parent import start_parent
