@@ -184,3 +184,8 @@ def test_train_batches_of_random_rows():
     assert [len(b) for b in batches[:-1]] == [8] * (len(batches) - 1)
     assert all(np.array_equal(b, np.sort(b)) for b in batches)
     assert not np.array_equal(np.concatenate(batches), labelled)  # shuffled across batches
+    # a single row left over joins the batch before (BatchNorm cannot train on one row), with two batches or more
+    for n, sizes in ((9, [9]), (17, [8, 9])):
+        folded = train_batches(np.ones(n), None, 8, np.random.default_rng(0))
+        assert [len(b) for b in folded] == sizes
+        np.testing.assert_array_equal(np.sort(np.concatenate(folded)), np.arange(n))

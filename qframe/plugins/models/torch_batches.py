@@ -88,5 +88,6 @@ def train_batches(y: np.ndarray, day: np.ndarray | None, batch_size: int, rng: n
     order = labelled[rng.permutation(len(labelled))]
     batches = [np.sort(order[i : i + batch_size]) for i in range(0, len(order), batch_size)]
     if len(batches) > 1 and len(batches[-1]) < 2:
-        batches[-2] = np.sort(np.r_[batches[-2], batches.pop()])
+        last = batches.pop()  # popped first: `batches[-2] = f(batches.pop())` would write to the wrong batch
+        batches[-1] = np.sort(np.r_[batches[-1], last])
     return batches
