@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from qframe.core.errors import ConfigError
-from qframe.core.evaluation import risk_analysis, risk_report, signal_analysis
+from qframe.core.evaluation import mean_daily_ic, risk_analysis, risk_report, signal_analysis
 
 FIXTURE = Path(__file__).parent / "fixtures" / "qlib_small"
 
@@ -118,3 +118,26 @@ def test_grouped_rank_is_pandas_average_rank():
         values = np.round(rng.normal(size=n), 1)  # many ties
         expected = pd.Series(values).groupby(codes).rank(method="average").to_numpy()
         np.testing.assert_array_equal(_grouped_rank(values, codes), expected)
+
+
+def test_mean_daily_ic_is_the_mean_of_signal_analysis_daily_ic():
+    # arrays with day codes (a model's validation) give the IC the test segment is judged by
+    rng = np.random.default_rng(5)
+    day = np.repeat([3, 7, 8, 12, 20], 40)
+    pred = rng.normal(size=len(day))
+    label = 0.3 * pred + rng.normal(size=len(day))
+    pred[::9] = np.nan
+    label[5::13] = np.inf  # not finite: dropped like NaN
+    label[day == 8] = 1.0  # a day without spread has no IC
+    label[day == 12] = np.nan
+    label[np.flatnonzero(day == 12)[0]] = 0.5  # one valid pair: no IC either
+    dates = pd.bdate_range("2021-01-01", periods=21)[day]
+    idx = pd.MultiIndex.from_arrays([dates, np.tile(np.arange(40), 5)], names=["datetime", "instrument"])
+    daily, _ = signal_analysis(pd.Series(pred, idx), pd.Series(np.where(np.isinf(label), np.nan, label), idx))
+    assert daily["IC"].notna().sum() == 3
+    assert mean_daily_ic(pred, label, day) == pytest.approx(daily["IC"].mean(), rel=1e-12)
+    assert mean_daily_ic(pred, label, None) == pytest.approx(  # one cross-section
+        np.corrcoef(pred[np.isfinite(pred + label)], label[np.isfinite(pred + label)])[0, 1], rel=1e-12
+    )
+    assert np.isnan(mean_daily_ic(pred[day == 8], label[day == 8], day[day == 8]))
+    assert np.isnan(mean_daily_ic(pred[:0], label[:0], day[:0]))

@@ -1,4 +1,5 @@
-"""Inputs of the sequence models: the Alpha360 feature set and the time-series sampler (no torch needed)."""
+"""Inputs of the torch models: the Alpha360 feature set, the time-series sampler, the input sources and the batch
+order of an epoch (no torch needed)."""
 
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from qframe.core.panel import Panel
 from qframe.core.registry import get_registry
 from qframe.core.timeseries import TimeSeriesSampler
 from qframe.plugins.features.alpha360 import SERIES, Alpha360
+from qframe.plugins.models.torch_batches import RowSource, WindowSource, train_batches
 
 
 def test_alpha360_names_follow_qlib_order():
@@ -130,3 +132,60 @@ def test_alpha360_handler_prepares_normalised_segments():
     train = prepared.segments["train"]
     assert train.X.shape[1] == 60 and np.isfinite(train.X).all()
     assert np.abs(train.X).max() <= 3.0 + 1e-6
+
+
+def test_row_source_reads_qlib_layout_as_days_by_series():
+    # Alpha360's row: CLOSE2 CLOSE1 CLOSE0 OPEN2 OPEN1 OPEN0 -> a (3 days, 2 series) sequence, oldest day first
+    X = np.array([[12, 11, 10, 22, 21, 20], [0, 0, 0, 0, 0, 0]], dtype=np.float32)
+    rows = RowSource(X, None, None, d_feat=2, norm=lambda x: x)
+    np.testing.assert_array_equal(rows.batch(np.array([0])), [[[12, 22], [11, 21], [10, 20]]])
+    assert RowSource(X, None, None, None, norm=lambda x: x + 1).batch(np.array([1])).tolist() == [[1.0] * 6]
+
+
+def test_window_source_normalises_the_sampler_windows():
+    panel = _panel()
+    sampler = TimeSeriesSampler(panel, window=3, fill_value=np.nan, fill_nan=False)
+    source = WindowSource(sampler, panel.y, panel.day, norm=lambda x: np.nan_to_num(x, nan=-1.0))
+    rows = np.arange(len(panel))
+    np.testing.assert_array_equal(source.batch(rows), np.nan_to_num(sampler.batch(rows), nan=-1.0))
+    assert len(source) == len(panel) and (source.batch(rows[:1])[0, 0] == -1).all()  # day 0: no earlier days
+
+
+def _days_and_labels(n_days=12, seed=0):
+    rng = np.random.default_rng(seed)
+    day = np.repeat(np.arange(n_days), rng.integers(3, 9, n_days))
+    y = rng.normal(size=len(day))
+    y[rng.random(len(day)) < 0.2] = np.nan
+    return day, y
+
+
+def test_train_batches_of_whole_days():
+    day, y = _days_and_labels()
+    batches = train_batches(y, day, batch_size=10, rng=np.random.default_rng(1))
+    rows = np.concatenate(batches)
+    np.testing.assert_array_equal(np.sort(rows), np.flatnonzero(np.isfinite(y)))  # each labelled row once
+    for batch in batches[:-1]:
+        assert len(batch) >= 10
+    labelled_per_day = np.bincount(day[np.isfinite(y)])
+    for batch in batches:  # whole days: every labelled row of each day in the batch
+        days = np.unique(day[batch])
+        assert len(batch) == labelled_per_day[days].sum()
+    order = [day[b[0]] for b in batches]
+    assert order != sorted(order)  # days in random order
+    again = train_batches(y, day, batch_size=10, rng=np.random.default_rng(1))
+    assert all(np.array_equal(a, b) for a, b in zip(batches, again, strict=True))
+
+
+def test_train_batches_of_random_rows():
+    day, y = _days_and_labels()
+    labelled = np.flatnonzero(np.isfinite(y))
+    batches = train_batches(y, None, batch_size=8, rng=np.random.default_rng(2))
+    np.testing.assert_array_equal(np.sort(np.concatenate(batches)), labelled)
+    assert [len(b) for b in batches[:-1]] == [8] * (len(batches) - 1)
+    assert all(np.array_equal(b, np.sort(b)) for b in batches)
+    assert not np.array_equal(np.concatenate(batches), labelled)  # shuffled across batches
+    # a single row left over joins the batch before (BatchNorm cannot train on one row), with two batches or more
+    for n, sizes in ((9, [9]), (17, [8, 9])):
+        folded = train_batches(np.ones(n), None, 8, np.random.default_rng(0))
+        assert [len(b) for b in folded] == sizes
+        np.testing.assert_array_equal(np.sort(np.concatenate(folded)), np.arange(n))

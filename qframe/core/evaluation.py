@@ -32,6 +32,21 @@ def _grouped_pearson(x: np.ndarray, y: np.ndarray, codes: np.ndarray, n_groups: 
     return np.clip(corr, -1.0, 1.0)
 
 
+def mean_daily_ic(pred: np.ndarray, label: np.ndarray, day: np.ndarray | None = None) -> float:
+    """Mean over days of the per-day Pearson IC of ``pred`` with ``label``, from plain arrays.
+
+    ``day`` holds each row's day code (any integers; None: all rows are one cross-section). Rows where either
+    value is not finite are dropped; days with fewer than 2 rows or no spread have no IC and are skipped. NaN when
+    no day has one. The IC of :func:`signal_analysis` for callers without a date index (a model's validation).
+    """
+    ok = np.isfinite(pred) & np.isfinite(label)
+    days = np.zeros(int(ok.sum()), dtype=np.int64) if day is None else day[ok]
+    present, codes = np.unique(days, return_inverse=True)
+    ic = _grouped_pearson(pred[ok].astype(np.float64), label[ok].astype(np.float64), codes, len(present))
+    ic = ic[np.isfinite(ic)]
+    return float(ic.mean()) if len(ic) else float("nan")
+
+
 def cross_sectional_spread(scores: pd.Series) -> tuple[float, float]:
     """(median over dates of the cross-sectional std of ``scores``, the largest absolute score).
 

@@ -1,11 +1,14 @@
-"""PyTorch models: ``mlp`` (Qlib's DNNModelPytorch), ``gru`` and ``alstm`` (Qlib's ALSTM), one training loop.
+"""PyTorch models: ``mlp`` (Qlib's DNNModelPytorch), ``gru`` and ``alstm`` (Qlib's ALSTM), one trainer.
 
-The loop: mini-batches (random rows for ``loss: mse``; whole days for the IC-aware
-``loss: ic``), optimizer adam/adamw/sgd with weight decay, ReduceLROnPlateau on the
-early-stopping metric, early stopping on valid loss or valid IC with the best weights
-restored, a checkpoint after every epoch (``<checkpoint_dir>/checkpoint.pt``, written
-atomically) that ``resume: true`` continues from, per-epoch step metrics in the active
-MLflow run, and a rich progress bar (``progress: false`` silences it).
+The trainer (:class:`TorchModel`): mini-batches (random rows for ``loss: mse``; whole days for the IC-aware
+``loss: ic``), optimizer adam/adamw/sgd with weight decay, ReduceLROnPlateau on the early-stopping metric, early
+stopping on valid loss or valid IC with the best weights restored, a checkpoint after every epoch that
+``resume: true`` continues from, per-epoch step metrics in the active MLflow run, and a rich progress bar
+(``progress: false`` silences it). Its parts live beside it: the inputs and batch order in
+:mod:`~qframe.plugins.models.torch_batches`, losses and validation scores in
+:mod:`~qframe.plugins.models.torch_metrics`, checkpoints in :mod:`~qframe.plugins.models.torch_checkpoint`, the
+per-epoch reporting in :mod:`~qframe.plugins.models.torch_reporting`, the networks in
+:mod:`~qframe.plugins.models.torch_nets`.
 
 Determinism: each epoch seeds torch and the batch order from ``(seed, epoch)``, so the
 same seed gives identical CPU predictions, and a resumed training follows exactly the
@@ -25,32 +28,34 @@ import json
 import logging
 import math
 import re
-import sys
 import warnings
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from qframe.core.atomic import atomic_path
 from qframe.core.errors import ConfigError
+from qframe.core.evaluation import mean_daily_ic as daily_ic  # noqa: F401  (the name callers import from here)
 from qframe.core.panel import Panel
 from qframe.core.timeseries import TimeSeriesSampler
+from qframe.plugins.models.torch_batches import InputSource, RowSource, WindowSource, train_batches
+from qframe.plugins.models.torch_checkpoint import Checkpoint
+from qframe.plugins.models.torch_metrics import LOSSES, training_loss, validation_scores
 from qframe.plugins.models.torch_nets import ACTIVATIONS, build_net
+from qframe.plugins.models.torch_reporting import EpochProgress, log_epoch_metrics
 
 log = logging.getLogger("qframe")
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-LOSSES = ("mse", "ic")
 STOP_METRICS = ("loss", "ic")
 INPUT_NORMS = ("robust", "none")
 _NORM_SAMPLE = 200_000  # train rows the robust input statistics are estimated from
 DEVICES = ("auto", "cpu", "cuda")
 RNN_TYPES = ("gru", "lstm")
 FORMAT = 1  # model.json layout version
-CHECKPOINT = "checkpoint.pt"
 
 
 def _check(cond: bool, key: str, message: str) -> None:
@@ -63,85 +68,46 @@ def _choice(value: str, key: str, options: Sequence[str]) -> str:
     return value
 
 
-class _Rows:
-    """Training/prediction input from a float32 matrix: rows, optionally reshaped to (steps, d_feat)."""
+@dataclass
+class TrainingProgress:
+    """The training loop's bookkeeping; every checkpoint saves it (as JSON) for a resumed training to continue."""
 
-    def __init__(self, X: np.ndarray, y: np.ndarray | None, day: np.ndarray | None, d_feat: int | None, norm) -> None:
-        self.X, self.y, self.day, self.d_feat, self.norm = X, y, day, d_feat, norm
+    epoch: int = 0
+    best_score: float | None = None
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    done: bool = False
 
-    def __len__(self) -> int:
-        return len(self.X)
+    def end_epoch(self, record: dict[str, float], score: float, higher_is_better: bool, patience: int) -> bool:
+        """Books a finished epoch and its early-stopping ``score``; True when that is the best so far.
 
-    def batch(self, rows: np.ndarray) -> np.ndarray:
-        x = self.norm(self.X[rows])
-        if self.d_feat is None:
-            return x
-        # Qlib's layout: d_feat groups of `steps` days each, oldest first -> (batch, steps, d_feat)
-        return x.reshape(len(rows), self.d_feat, -1).transpose(0, 2, 1)
-
-
-class _Windows:
-    """Sequence input from the time-series sampler."""
-
-    def __init__(self, sampler: TimeSeriesSampler, y: np.ndarray | None, day: np.ndarray | None, norm) -> None:
-        self.sampler, self.y, self.day, self.norm = sampler, y, day, norm
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-    def batch(self, rows: np.ndarray) -> np.ndarray:
-        # the sampler leaves missing days NaN, so they become 0 after normalisation, like missing features
-        return self.norm(self.sampler.batch(rows))
-
-
-def daily_ic(pred: np.ndarray, label: np.ndarray, day: np.ndarray | None) -> float:
-    """Mean per-day Pearson IC of ``pred`` with ``label`` (one cross-section when ``day`` is None)."""
-    ok = np.isfinite(pred) & np.isfinite(label)
-    if day is None:
-        day = np.zeros(len(pred), dtype=np.int64)
-    p, y, d = pred[ok].astype(np.float64), label[ok].astype(np.float64), day[ok]
-    if len(p) < 2:
-        return float("nan")
-    _, inv, counts = np.unique(d, return_inverse=True, return_counts=True)
-    mp, my = np.bincount(inv, p) / counts, np.bincount(inv, y) / counts
-    dp, dy = p - mp[inv], y - my[inv]
-    cov, vp, vy = np.bincount(inv, dp * dy), np.bincount(inv, dp * dp), np.bincount(inv, dy * dy)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ic = cov / np.sqrt(vp * vy)
-    ic = ic[(counts >= 2) & np.isfinite(ic)]
-    return float(ic.mean()) if len(ic) else float("nan")
-
-
-def _ic_loss(pred: torch.Tensor, y: torch.Tensor, group: torch.Tensor, n_groups: int) -> torch.Tensor:
-    """Minus the mean per-day Pearson correlation of a batch made of whole days."""
-    ones = torch.ones_like(pred)
-    count = torch.zeros(n_groups, dtype=pred.dtype, device=pred.device).index_add_(0, group, ones)
-    mean_p = torch.zeros_like(count).index_add_(0, group, pred) / count
-    mean_y = torch.zeros_like(count).index_add_(0, group, y) / count
-    dp, dy = pred - mean_p[group], y - mean_y[group]
-    cov = torch.zeros_like(count).index_add_(0, group, dp * dy)
-    var_p = torch.zeros_like(count).index_add_(0, group, dp * dp)
-    var_y = torch.zeros_like(count).index_add_(0, group, dy * dy)
-    corr = cov / torch.sqrt(var_p * var_y + 1e-12)
-    return -corr[count >= 2].mean()
-
-
-def _log_step_metrics(metrics: dict[str, float], step: int) -> None:
-    # MLflow is only consulted when the process already imported it (the workflow does): a bare fit stays light
-    if "mlflow" not in sys.modules:
-        return
-    import mlflow
-
-    if mlflow.active_run() is not None:
-        mlflow.log_metrics({k: v for k, v in metrics.items() if math.isfinite(v)}, step=step)
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        if isinstance(obj, dict) and path.suffix == ".json":
-            tmp.write_text(json.dumps(obj))
+        After ``patience`` epochs in a row without a better score (0: never) the training is ``done``.
+        """
+        epoch, best = int(record["epoch"]), self.best_score
+        improved = best is None or (math.isfinite(score) and (score > best if higher_is_better else score < best))
+        if improved:
+            self.best_score, self.best_epoch, self.bad_epochs = score, epoch, 0
         else:
-            torch.save(obj, tmp)
+            self.bad_epochs += 1
+        self.epoch = epoch
+        self.history.append(record)
+        if patience and self.bad_epochs >= patience:
+            self.done = True
+        return improved
+
+
+@dataclass
+class _Run:
+    """The live objects of one training: what each epoch changes and a checkpoint saves."""
+
+    net: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau | None
+    device: torch.device
+    higher_is_better: bool  # the early-stopping score is the valid IC
+    best_weights: dict[str, torch.Tensor]
+    progress: TrainingProgress = field(default_factory=TrainingProgress)
 
 
 class TorchModel:
@@ -226,11 +192,11 @@ class TorchModel:
     def _net_spec(self, n_features: int) -> dict[str, Any]:
         raise NotImplementedError
 
-    def _source(self, part: Panel, history: Sequence[Panel] = ()) -> _Rows | _Windows:
-        return _Rows(part.X, part.y, part.day, None, self._normalise)
+    def _source(self, part: Panel, history: Sequence[Panel] = ()) -> InputSource:
+        return RowSource(part.X, part.y, part.day, None, self._normalise)
 
-    def _matrix_source(self, X: np.ndarray, y: np.ndarray | None) -> _Rows:
-        return _Rows(X, y, None, None, self._normalise)
+    def _matrix_source(self, X: np.ndarray, y: np.ndarray | None) -> RowSource:
+        return RowSource(X, y, None, None, self._normalise)
 
     # ---- input normalisation -----------------------------------------------------------------------------------
     def _fit_norm(self, X: np.ndarray) -> None:
@@ -317,51 +283,7 @@ class TorchModel:
             return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
         return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
 
-    def _batches(self, src: _Rows | _Windows, rng: np.random.Generator) -> list[np.ndarray]:
-        labelled = np.flatnonzero(np.isfinite(src.y))
-        if self.loss == "ic" and src.day is not None:
-            # whole days per batch: the loss compares predictions within each day's cross-section
-            days = src.day[labelled]
-            starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])
-            groups = np.split(labelled, starts[1:])
-            batches, current, size = [], [], 0
-            for g in rng.permutation(len(groups)):
-                current.append(groups[g])
-                size += len(groups[g])
-                if size >= self.batch_size:
-                    batches.append(np.concatenate(current))
-                    current, size = [], 0
-            if current:
-                batches.append(np.concatenate(current))
-            return batches
-        order = labelled[rng.permutation(len(labelled))]
-        batches = [np.sort(order[i : i + self.batch_size]) for i in range(0, len(order), self.batch_size)]
-        # a 1-row last batch breaks BatchNorm; fold it into the previous one
-        if len(batches) > 1 and len(batches[-1]) < 2:
-            batches[-2] = np.sort(np.r_[batches[-2], batches.pop()])
-        return batches
-
-    def _batch_loss(self, net, src, rows, device) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(src.batch(rows))).to(device)
-        y = torch.from_numpy(np.ascontiguousarray(src.y[rows], dtype=np.float32)).to(device)
-        pred = net(x)
-        if self.loss == "ic":
-            day = src.day[rows] if src.day is not None else np.zeros(len(rows), dtype=np.int64)
-            _, group = np.unique(day, return_inverse=True)
-            return _ic_loss(pred, y, torch.from_numpy(group.astype(np.int64)).to(device), int(group.max()) + 1)
-        return torch.mean((pred - y) ** 2)
-
-    def _evaluate(self, net, src, device) -> tuple[float, float]:
-        pred = self._predict_with(net, src, device)
-        y = src.y.astype(np.float64)
-        ok = np.isfinite(y)
-        ic = daily_ic(pred, src.y, src.day)
-        if self.loss == "ic":
-            return -ic, ic
-        loss = float(np.mean((pred[ok] - y[ok]) ** 2)) if ok.any() else float("nan")
-        return loss, ic
-
-    def _predict_with(self, net, src, device) -> np.ndarray:
+    def _predict_with(self, net: torch.nn.Module, src: InputSource, device: torch.device) -> np.ndarray:
         net.eval()
         out = []
         with torch.no_grad():
@@ -371,7 +293,7 @@ class TorchModel:
                 out.append(net(x).float().cpu().numpy())
         return np.concatenate(out).astype(np.float64) if out else np.empty(0)
 
-    def _predict(self, src) -> np.ndarray:
+    def _predict(self, src: InputSource) -> np.ndarray:
         if self.net is None:
             raise ConfigError(f"model {self.kind!r} is not trained; call fit first")
         if self.num_threads:
@@ -379,117 +301,114 @@ class TorchModel:
         device = next(self.net.parameters()).device
         return self._predict_with(self.net, src, device)
 
-    def _train(self, train, valid, ckpt_dir: Path | None, reporter: Any = None) -> None:
+    def _train(
+        self, train: InputSource, valid: InputSource | None, ckpt_dir: Path | None, reporter: Any = None
+    ) -> None:
+        """Trains ``self.net`` on ``train``, early-stopped on ``valid`` (on the train loss without one)."""
         if not np.isfinite(train.y).any():
             raise ConfigError("the train segment has no finite label to fit")
+        run = self._start_run(higher_is_better=self.early_stop_metric == "ic" and valid is not None)
+        checkpoint = self._checkpoint(ckpt_dir)
+        resumed_from = self._resume(run, checkpoint) if checkpoint is not None and self.resume else None
+        with EpochProgress(self.kind, self.max_epochs, run.progress.epoch, self.progress, reporter) as shown:
+            for epoch in range(run.progress.epoch + 1, self.max_epochs + 1):
+                if run.progress.done:
+                    break
+                record = self._epoch(run, train, valid, epoch)
+                # logged before the checkpoint: a training killed in between logs this epoch again on resume
+                log_epoch_metrics(record)
+                if checkpoint is not None:
+                    checkpoint.save(run.net, run.optimizer, run.scheduler, run.best_weights, asdict(run.progress))
+                shown.update(record)
+        self._finish(run, valid is not None, resumed_from)
+
+    def _start_run(self, higher_is_better: bool) -> _Run:
+        """A fresh network (weights drawn from ``seed``) on its device, with its optimizer and LR schedule."""
         if self.num_threads:
             torch.set_num_threads(self.num_threads)
         device = self._device()
         torch.manual_seed(self.seed)
         net = build_net(self.kind, self.spec).to(device)
-        opt = self._make_optimizer(net.parameters())
-        higher = self.early_stop_metric == "ic" and valid is not None
-        sched = None
+        optimizer = self._make_optimizer(net.parameters())
+        scheduler = None
         if self.lr_patience > 0:
-            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                opt, mode="max" if higher else "min", factor=self.lr_factor, patience=self.lr_patience,
-                min_lr=self.min_lr,
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="max" if higher_is_better else "min", factor=self.lr_factor,
+                patience=self.lr_patience, min_lr=self.min_lr,
             )  # fmt: skip
-        state = {"epoch": 0, "best_score": None, "best_epoch": 0, "bad_epochs": 0, "history": [], "done": False}
-        best_weights = copy.deepcopy(net.state_dict())
-        resumed_from = None
-        if ckpt_dir is not None:
-            ckpt_dir = Path(ckpt_dir)
-            ckpt_dir.mkdir(parents=True, exist_ok=True)
-            path = ckpt_dir / CHECKPOINT
+        return _Run(net, optimizer, scheduler, device, higher_is_better, copy.deepcopy(net.state_dict()))
+
+    def _checkpoint(self, ckpt_dir: Path | None) -> Checkpoint | None:
+        if ckpt_dir is None:
             if self.resume:
-                if not path.exists():
-                    raise ConfigError(
-                        f"model.resume=true but there is no checkpoint at {path}; set model.checkpoint_dir to the "
-                        "directory of the interrupted training"
-                    )
-                ck = torch.load(path, map_location=device, weights_only=True)
-                if ck["spec"] != json.dumps(self.spec, sort_keys=True):
-                    raise ConfigError(f"the checkpoint at {path} is of another network: {ck['spec']}")
-                net.load_state_dict(ck["net"])
-                opt.load_state_dict(ck["optimizer"])
-                if sched is not None and ck.get("scheduler"):
-                    sched.load_state_dict(ck["scheduler"])
-                best_weights = ck["best_net"]
-                state = json.loads(ck["state"])
-                resumed_from = state["epoch"]
-                log.info("%s: resuming from the checkpoint of epoch %d in %s", self.kind, resumed_from, ckpt_dir)
-        elif self.resume:
-            raise ConfigError("model.resume=true needs model.checkpoint_dir (the interrupted training's directory)")
+                raise ConfigError("model.resume=true needs model.checkpoint_dir (the interrupted training's directory)")
+            return None
+        return Checkpoint(ckpt_dir, self.spec)
 
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    def _resume(self, run: _Run, checkpoint: Checkpoint) -> int:
+        """Continues ``run`` from ``checkpoint``; the epoch it had reached."""
+        state, run.best_weights = checkpoint.restore(run.net, run.optimizer, run.scheduler, run.device)
+        run.progress = TrainingProgress(**state)
+        epoch = run.progress.epoch
+        log.info("%s: resuming from the checkpoint of epoch %d in %s", self.kind, epoch, checkpoint.directory)
+        return epoch
 
-        columns = (TextColumn(f"{self.kind} epochs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("{task.fields[status]}"))  # fmt: skip
-        with Progress(*columns, disable=not self.progress or reporter is not None, transient=True) as bar:
-            task = bar.add_task("train", total=self.max_epochs, completed=state["epoch"], status="")
-            for epoch in range(state["epoch"] + 1, self.max_epochs + 1):
-                if state["done"]:
-                    break
-                torch.manual_seed(self.seed * 100_003 + epoch)  # dropout draws: a function of (seed, epoch)
-                rng = np.random.default_rng([self.seed, epoch])
-                net.train()
-                total, count = 0.0, 0
-                for rows in self._batches(train, rng):
-                    opt.zero_grad()
-                    loss = self._batch_loss(net, train, rows, device)
-                    loss.backward()
-                    opt.step()
-                    total += float(loss.detach()) * len(rows)
-                    count += len(rows)
-                record = {"epoch": epoch, "train_loss": total / max(count, 1), "lr": opt.param_groups[0]["lr"]}
-                if valid is not None:
-                    record["valid_loss"], record["valid_ic"] = self._evaluate(net, valid, device)
-                    score = record["valid_ic"] if higher else record["valid_loss"]
-                else:
-                    score = record["train_loss"]
-                if sched is not None and math.isfinite(score):
-                    sched.step(score)
-                best = state["best_score"]
-                if best is None or (math.isfinite(score) and (score > best if higher else score < best)):
-                    state.update(best_score=score, best_epoch=epoch, bad_epochs=0)
-                    best_weights = copy.deepcopy(net.state_dict())
-                else:
-                    state["bad_epochs"] += 1
-                state["epoch"] = epoch
-                state["history"].append(record)
-                if self.early_stop and state["bad_epochs"] >= self.early_stop:
-                    state["done"] = True
-                _log_step_metrics({f"epoch.{k}": float(v) for k, v in record.items() if k != "epoch"}, epoch)
-                if ckpt_dir is not None:
-                    ck = {
-                        "net": net.state_dict(),
-                        "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict() if sched is not None else {},
-                        "best_net": best_weights,
-                        "spec": json.dumps(self.spec, sort_keys=True),
-                        "state": json.dumps(state),
-                    }
-                    _atomic_save(ck, ckpt_dir / CHECKPOINT)
-                    _atomic_save({"epoch": epoch, "best_epoch": state["best_epoch"]}, ckpt_dir / "checkpoint.json")
-                status = "  ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "lr"))
-                bar.update(task, completed=epoch, status=status)
-                if reporter is not None:
-                    reporter.update(f"epoch {epoch}/{self.max_epochs}  {status}", epoch, self.max_epochs)
-        net.load_state_dict(best_weights)
-        net.eval()
-        self.net = net
-        self.history = state["history"]
+    def _epoch(self, run: _Run, train: InputSource, valid: InputSource | None, epoch: int) -> dict[str, float]:
+        """One epoch: a pass over train, the valid scores, the LR schedule, the early-stopping bookkeeping.
+
+        Returns the epoch's record (as ``history`` keeps it).
+        """
+        record = {"epoch": epoch, "train_loss": self._train_pass(run, train, epoch)}
+        record["lr"] = run.optimizer.param_groups[0]["lr"]
+        score = record["train_loss"]
+        if valid is not None:
+            record["valid_loss"], record["valid_ic"] = self._validate(run, valid)
+            score = record["valid_ic"] if run.higher_is_better else record["valid_loss"]
+        if run.scheduler is not None and math.isfinite(score):
+            run.scheduler.step(score)
+        if run.progress.end_epoch(record, score, run.higher_is_better, self.early_stop):
+            run.best_weights = copy.deepcopy(run.net.state_dict())
+        return record
+
+    def _train_pass(self, run: _Run, train: InputSource, epoch: int) -> float:
+        """One pass of optimizer steps over the labelled train rows; the mean training loss per row."""
+        torch.manual_seed(self.seed * 100_003 + epoch)  # dropout draws: a function of (seed, epoch)
+        rng = np.random.default_rng([self.seed, epoch])
+        day_groups = train.day if self.loss == "ic" else None  # batches of whole days: the IC loss is per day
+        run.net.train()
+        total, count = 0.0, 0
+        for rows in train_batches(train.y, day_groups, self.batch_size, rng):
+            run.optimizer.zero_grad()
+            x = torch.from_numpy(np.ascontiguousarray(train.batch(rows))).to(run.device)
+            y = torch.from_numpy(np.ascontiguousarray(train.y[rows], dtype=np.float32)).to(run.device)
+            loss = training_loss(run.net(x), y, None if day_groups is None else day_groups[rows], self.loss)
+            loss.backward()
+            run.optimizer.step()
+            total += float(loss.detach()) * len(rows)
+            count += len(rows)
+        return total / max(count, 1)
+
+    def _validate(self, run: _Run, valid: InputSource) -> tuple[float, float]:
+        """(valid loss, valid mean daily IC) of the network as it is now."""
+        return validation_scores(self._predict_with(run.net, valid, run.device), valid.y, valid.day, self.loss)
+
+    def _finish(self, run: _Run, has_valid: bool, resumed_from: int | None) -> None:
+        """Keeps the best epoch's weights as the model, and what the training did as ``history`` and ``info``."""
+        run.net.load_state_dict(run.best_weights)
+        run.net.eval()
+        self.net = run.net
+        progress = run.progress
+        self.history = progress.history
         self._info = {
-            "epochs": state["epoch"],
-            "best_epoch": state["best_epoch"],
-            "best_score": state["best_score"],
-            "early_stop_metric": self.early_stop_metric if valid is not None else "train_loss",
-            "device": str(device),
+            "epochs": progress.epoch,
+            "best_epoch": progress.best_epoch,
+            "best_score": progress.best_score,
+            "early_stop_metric": self.early_stop_metric if has_valid else "train_loss",
+            "device": str(run.device),
         }
         if resumed_from is not None:
             self._info["resumed_from_epoch"] = resumed_from
-        log.info("%s: best epoch %d of %d on %s", self.kind, state["best_epoch"], state["epoch"], device)
+        log.info("%s: best epoch %d of %d on %s", self.kind, progress.best_epoch, progress.epoch, run.device)
 
 
 class MLPModel(TorchModel):
@@ -575,19 +494,19 @@ class SequenceModel(TorchModel):
             "num_layers": self.num_layers, "dropout": self.dropout if self.num_layers > 1 else 0.0,
         }  # fmt: skip
 
-    def _source(self, part: Panel, history: Sequence[Panel] = ()) -> _Rows | _Windows:
+    def _source(self, part: Panel, history: Sequence[Panel] = ()) -> InputSource:
         if self.window is None:
-            return _Rows(part.X, part.y, part.day, self.d_feat, self._normalise)
+            return RowSource(part.X, part.y, part.day, self.d_feat, self._normalise)
         sampler = TimeSeriesSampler(part, self.window, history, fill_value=np.nan, fill_nan=False)
-        return _Windows(sampler, part.y, part.day, self._normalise)
+        return WindowSource(sampler, part.y, part.day, self._normalise)
 
-    def _matrix_source(self, X: np.ndarray, y: np.ndarray | None) -> _Rows:
+    def _matrix_source(self, X: np.ndarray, y: np.ndarray | None) -> RowSource:
         if self.window is not None:
             raise ConfigError(
                 f"model {self.kind} with model.window={self.window} needs the dates and instruments of each row; "
                 "train it through the workflow (fit_panel/predict_panel)"
             )
-        return _Rows(X, y, None, self.d_feat, self._normalise)
+        return RowSource(X, y, None, self.d_feat, self._normalise)
 
     def fit_panel(self, train: Panel, valid: Panel, workdir: Path | None = None, progress: Any = None) -> None:
         if self.window is not None:
