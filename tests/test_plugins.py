@@ -263,27 +263,39 @@ def test_hook_register_search_spaces(workdir):
 
 
 def test_hook_register_tuner_backends():
-    """A tuner backend's factory yields a suggest-style callable; heavy imports wait for the factory."""
-    import random
+    """The sweep's own path (resolve_backend, then the optimizer's ask/tell) drives a plugin's backend: called
+    with keyword arguments only, those it takes. A real sweep with a backend: test_plugins_documented.py."""
+    from hyperopt import rand
 
-    def random_backend(seed: int = 0):
-        rng = random.Random(seed)
+    from qframe.tuning.optimizer import Optimizer, resolve_backend
+    from qframe.tuning.space import parse_space
 
-        def suggest(new_ids, domain, trials, seed):
-            return [{"tid": i, "draw": rng.random()} for i in new_ids]
+    made = []
 
-        return suggest
+    def counted_random(**settings):  # the documented form: factory(**params)
+        made.append(settings)
+        return rand.suggest
+
+    def fixed_random():  # takes nothing: qframe passes nothing
+        made.append("fixed")
+        return rand.suggest
 
     class Plugin:
         @hookimpl
         def register_tuner_backends(self, register):
-            register("plain_random", random_backend, "uniform random search")
+            register("counted_random", counted_random, "hyperopt random search, counted")
+            register("fixed_random", fixed_random, "hyperopt random search, no settings")
 
+    space = parse_space({"model.alpha": "interval(0.1, 1)", "strategy.topk": "choice(3, 5)"})
     with plugged(Plugin(), "throwaway-tuners") as reg:
-        algo = reg.create("tuner_backend", "plain_random", seed=3)
-        assert [d["tid"] for d in algo([4, 5], None, None, 0)] == [4, 5]
-        assert reg.get("tuner_backend", "plain_random").plugin == "throwaway-tuners"
-    assert "plain_random" not in get_registry().names("tuner_backend")
+        for name in ("counted_random", "fixed_random"):
+            opt = Optimizer(space, resolve_backend(name, 7), seed=0)
+            values, _ = opt.ask(0)
+            opt.tell(0, 0.5)
+            assert 0.1 <= values["model.alpha"] <= 1 and values["strategy.topk"] in (3, 5)
+        assert made == [{"n_startup_trials": 7}, "fixed"]
+        assert reg.get("tuner_backend", "counted_random").plugin == "throwaway-tuners"
+    assert "counted_random" not in get_registry().names("tuner_backend")
 
 
 # --------------------------------------------------------------------------------------------------------------------
