@@ -46,7 +46,7 @@ def config_groups() -> dict[str, list[str]]:
     Raises ConfigError when a plugin ships an option that clashes with an existing one.
     """
     from qframe.app import conf_dir
-    from qframe.core.registry import merged_config_groups
+    from qframe.config_groups import merged_config_groups
 
     return merged_config_groups(conf_dir())
 

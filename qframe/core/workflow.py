@@ -24,7 +24,8 @@ from qframe.core.errors import ConfigError, DegenerateResult
 from qframe.core.evaluation import ACCUMULATION_MODES
 from qframe.core.handler import dropped_summary, prepare
 from qframe.core.progress import Progress
-from qframe.core.registry import Registry, get_registry, make_recorders, run_recorders
+from qframe.core.recorders import make_recorders, run_recorders
+from qframe.core.registry import Registry, get_registry
 
 log = logging.getLogger("qframe")
 
