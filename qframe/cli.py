@@ -46,7 +46,7 @@ def config_groups() -> dict[str, list[str]]:
     Raises ConfigError when a plugin ships an option that clashes with an existing one.
     """
     from qframe.app import conf_dir
-    from qframe.core.registry import merged_config_groups
+    from qframe.config_groups import merged_config_groups
 
     return merged_config_groups(conf_dir())
 
@@ -62,6 +62,13 @@ def check_group_overrides(argv: list[str], groups: dict[str, list[str]] | None =
         group, value = match["group"], match["value"]
         if group not in groups or value in ("", "null"):
             continue
+        if value.startswith("{"):  # the whole section inline, e.g. {_target_: my_pkg.MyModel}: not an option name
+            if arg.startswith("+") and f"~{group}" in argv[: argv.index(arg)]:
+                continue
+            return (
+                f"{group}={value} gives the {group} section inline: delete the chosen {group} option first, "
+                f"'~{group}' '+{group}={value}'"
+            )
         values = value.split(",") if multirun and "(" not in value else [value]
         for v in values:
             if v not in groups[group]:

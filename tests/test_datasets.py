@@ -12,6 +12,7 @@ import pytest
 
 import qframe.plugins.datasets as datasets_plugin
 from qframe.core import hookspecs
+from qframe.core.discovery import Plugins
 from qframe.core.errors import ConfigError, DataError
 from qframe.core.registry import build_registry
 from qframe.plugins.datasets import QlibBinDataset, SyntheticDataset, TableDataset
@@ -54,7 +55,7 @@ def test_registered_through_the_hook():
     pm = pluggy.PluginManager("qframe")
     pm.add_hookspecs(hookspecs)
     pm.register(datasets_plugin, name="qframe.plugins.datasets")
-    reg = build_registry(pm)
+    reg = build_registry(Plugins(pm))
     assert {"synthetic", "csv", "qlib"} <= set(reg.names("dataset"))
     assert reg.get("dataset", "qlib").obj is QlibBinDataset
 

@@ -12,17 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from qframe.config_groups import merged_config_groups
 from qframe.core import hookspecs
+from qframe.core.discovery import get_plugin_manager, get_plugins
 from qframe.core.errors import ConfigError
 from qframe.core.hookspecs import hookimpl
-from qframe.core.registry import (
-    build_registry,
-    get_plugin_manager,
-    get_registry,
-    list_plugins,
-    merged_config_groups,
-    reset_registry,
-)
+from qframe.core.registry import build_registry, get_registry, reset_registry
+from qframe.plugins_cli import list_plugins
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["dataset.n_instruments=40", "dataset.n_days=320", "strategy.topk=5", "strategy.n_drop=1", "model=linear"]
@@ -263,27 +259,39 @@ def test_hook_register_search_spaces(workdir):
 
 
 def test_hook_register_tuner_backends():
-    """A tuner backend's factory yields a suggest-style callable; heavy imports wait for the factory."""
-    import random
+    """The sweep's own path (resolve_backend, then the optimizer's ask/tell) drives a plugin's backend: called
+    with keyword arguments only, those it takes. A real sweep with a backend: test_plugins_documented.py."""
+    from hyperopt import rand
 
-    def random_backend(seed: int = 0):
-        rng = random.Random(seed)
+    from qframe.tuning.optimizer import Optimizer, resolve_backend
+    from qframe.tuning.space import parse_space
 
-        def suggest(new_ids, domain, trials, seed):
-            return [{"tid": i, "draw": rng.random()} for i in new_ids]
+    made = []
 
-        return suggest
+    def counted_random(**settings):  # the documented form: factory(**params)
+        made.append(settings)
+        return rand.suggest
+
+    def fixed_random():  # takes nothing: qframe passes nothing
+        made.append("fixed")
+        return rand.suggest
 
     class Plugin:
         @hookimpl
         def register_tuner_backends(self, register):
-            register("plain_random", random_backend, "uniform random search")
+            register("counted_random", counted_random, "hyperopt random search, counted")
+            register("fixed_random", fixed_random, "hyperopt random search, no settings")
 
+    space = parse_space({"model.alpha": "interval(0.1, 1)", "strategy.topk": "choice(3, 5)"})
     with plugged(Plugin(), "throwaway-tuners") as reg:
-        algo = reg.create("tuner_backend", "plain_random", seed=3)
-        assert [d["tid"] for d in algo([4, 5], None, None, 0)] == [4, 5]
-        assert reg.get("tuner_backend", "plain_random").plugin == "throwaway-tuners"
-    assert "plain_random" not in get_registry().names("tuner_backend")
+        for name in ("counted_random", "fixed_random"):
+            opt = Optimizer(space, resolve_backend(name, 7), seed=0)
+            values, _ = opt.ask(0)
+            opt.tell(0, 0.5)
+            assert 0.1 <= values["model.alpha"] <= 1 and values["strategy.topk"] in (3, 5)
+        assert made == [{"n_startup_trials": 7}, "fixed"]
+        assert reg.get("tuner_backend", "counted_random").plugin == "throwaway-tuners"
+    assert "counted_random" not in get_registry().names("tuner_backend")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -308,6 +316,174 @@ def test_wrong_kind_in_config_names_the_kind_and_plugin(workdir):
             run(cfg)
 
 
+class _NoPredict:
+    def fit(self, X, y, X_valid, y_valid): ...
+
+    def save(self, directory):
+        return []
+
+    def info(self):
+        return {}
+
+
+class _PredictWithoutX(_NoPredict):
+    def predict(self):
+        return []
+
+
+class _TransformOnly:
+    def transform(self, panel):
+        return panel
+
+
+class _StrategyWithoutDates:
+    def backtest(self, scores):
+        return None
+
+
+class _LoadIsAPath:
+    def __init__(self):
+        self.load = "/data/market.parquet"
+
+
+CONTRACT_SUFFIX = "; see qframe.core.contracts.{} and docs/plugins.md"
+
+
+@pytest.mark.parametrize(
+    ("kind", "obj", "overrides", "problem"),  # overrides: command-line ones, or config sections replaced
+    [
+        # a class: checked when the registry is built, reported when a run uses it
+        ("model", _NoPredict, ["model.name=broken"], "Model contract: no method predict (or predict_panel)"),
+        # a factory: its product is checked when the run makes it
+        (
+            "model",
+            lambda **params: _PredictWithoutX(),
+            ["model.name=broken"],
+            "Model contract: qframe calls predict(X), which its signature () does not accept",
+        ),
+        (
+            "processor",
+            _TransformOnly,
+            ["handler.processors=[broken]"],
+            "Processor contract: no method fit (needed unless stateful = False)",
+        ),
+        (
+            "strategy",
+            _StrategyWithoutDates,
+            [{"strategy": {"name": "broken"}}],
+            "Strategy contract: qframe calls backtest(scores, market, start=..., end=...), which its signature "
+            "(scores) does not accept",
+        ),
+        (
+            "recorder",
+            lambda **params: "runs.csv",
+            ["recorders=[broken]"],
+            "Recorder contract: not callable as recorder(result, cfg)",
+        ),
+        (
+            "dataset",
+            lambda **params: _LoadIsAPath(),
+            [{"dataset": {"name": "broken"}}],
+            "Dataset contract: load is a str, not a method",
+        ),
+    ],
+    ids=["class-without-method", "factory-product-signature", "processor-fit", "strategy", "recorder", "dataset"],
+)
+def test_an_item_breaking_its_contract_fails_the_run_naming_plugin_item_and_what_is_missing(
+    workdir, kind, obj, overrides, problem
+):
+    class Acme:
+        pass
+
+    hook = hookspecs.KINDS[kind]
+    setattr(Acme, hook, hookimpl(lambda self, register: register("broken", obj, "breaks its contract")))
+    with plugged(Acme(), "acme") as reg:
+        cfg = compose(workdir, *(o for o in overrides if isinstance(o, str)))
+        for replaced in (o for o in overrides if isinstance(o, dict)):
+            cfg.update(replaced)
+        with pytest.raises(ConfigError) as err:
+            run(cfg)
+        contract = problem.split(" contract")[0]
+        assert str(err.value) == (
+            f"plugin 'acme' {kind} 'broken' does not follow the {problem}{CONTRACT_SUFFIX.format(contract)}"
+        )
+        listed = {i["name"]: i for i in {p.name: p for p in list_plugins(registry=reg)}["acme"].items}
+        # a class is listed with its problem; a factory's product is known only when a run makes it
+        assert (listed["broken"]["error"] is not None) == isinstance(obj, type)
+
+
+def test_a_search_space_breaking_its_contract_fails_the_sweep_naming_it():
+    from qframe.tuning.sweep import _named_spaces
+
+    class Spaces:
+        @hookimpl
+        def register_search_spaces(self, register):
+            register("bounds", {"model.alpha": [0.1, 10]}, "bounds instead of an expression")
+            register("lazy_list", lambda: ["model.alpha=interval(0.1, 10)"], "a list of overrides")
+
+    with plugged(Spaces(), "acme-spaces"):
+        with pytest.raises(ConfigError) as err:
+            _named_spaces(["bounds"])
+        assert str(err.value) == (
+            "hydra.sweeper.spaces: plugin 'acme-spaces' search_space 'bounds' does not follow the SearchSpace "
+            "contract: entry 'model.alpha': [0.1, 10] is not a sweep expression string (e.g. 'interval(0.1, 1)')"
+            + CONTRACT_SUFFIX.format("SearchSpace")
+        )
+        with pytest.raises(ConfigError, match="'lazy_list' does not follow the SearchSpace contract: it is a list"):
+            _named_spaces(["lazy_list"])
+
+
+def test_a_tuner_backend_breaking_its_contract_fails_the_sweep_naming_it():
+    from qframe.tuning.optimizer import resolve_backend
+
+    class Backends:
+        @hookimpl
+        def register_tuner_backends(self, register):
+            register("settings_only", lambda n_startup_trials=None: {"n": n_startup_trials}, "returns its settings")
+
+    with plugged(Backends(), "acme-backends"):
+        with pytest.raises(ConfigError) as err:
+            resolve_backend("settings_only", 5)
+    assert str(err.value) == (
+        "plugin 'acme-backends' tuner_backend 'settings_only' does not follow the TunerBackend contract: not callable "
+        "as algorithm(new_ids, domain, trials, seed)" + CONTRACT_SUFFIX.format("TunerBackend")
+    )
+
+
+def test_processors_are_fitted_only_when_stateful(workdir):
+    """The Processor contract: ``fit`` then ``transform``; ``stateful = False`` skips ``fit`` (and may omit it)."""
+    fitted = []
+
+    class Demean:  # fit and transform only, as docs/plugins.md writes one: stateful by default
+        def fit(self, panel):
+            fitted.append(len(panel))
+            self.mean_ = np.nanmean(panel.X, axis=0)
+
+        def transform(self, panel):
+            from qframe.core.panel import Panel
+
+            X = (panel.X - self.mean_).astype(np.float32)
+            return Panel(X, panel.y, panel.day, panel.inst, panel.names, panel.calendar, panel.instruments)
+
+    class Negate:
+        stateful = False
+
+        def transform(self, panel):
+            from qframe.core.panel import Panel
+
+            return Panel(-panel.X, panel.y, panel.day, panel.inst, panel.names, panel.calendar, panel.instruments)
+
+    class Plugin:
+        @hookimpl
+        def register_processors(self, register):
+            register("demean", Demean, "subtract the train means")
+            register("negate", Negate, "flip every feature")
+
+    with plugged(Plugin(), "throwaway-stateful"):
+        result = run(compose(workdir, "handler.processors=[demean,negate]"))
+    assert len(fitted) == 1 and result.run_id  # once, on the train segment; Negate has no fit to call
+
+
 def test_item_without_name_or_object_names_the_plugin():
     class NoName:
         @hookimpl
@@ -327,7 +503,7 @@ def test_item_without_name_or_object_names_the_plugin():
         pm.register(plugin, name=name)
         try:
             with pytest.raises(ConfigError, match=pattern):
-                build_registry(pm)
+                build_registry(get_plugins())
         finally:
             pm.unregister(name=name)
 
@@ -357,8 +533,7 @@ def test_plugin_raising_while_registering_costs_one_warning(capsys):
         assert "boom in register_models" in infos["faulty-plugin"].error
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and re.match(r"qframe: warning: plugin 'faulty-plugin' skipped: .*boom", err[0])
-    pm = get_plugin_manager()
-    pm._qframe_failures = [f for f in pm._qframe_failures if f.plugin != "faulty-plugin"]
+    get_plugins().failures[:] = [f for f in get_plugins().failures if f.plugin != "faulty-plugin"]
 
 
 def test_misspelt_hook_is_reported_once(capsys):
@@ -368,7 +543,7 @@ def test_misspelt_hook_is_reported_once(capsys):
             register("never", object, "never registered")
 
     with plugged(Typo(), "typo-plugin") as reg:
-        build_registry(get_plugin_manager())
+        build_registry(get_plugins())
         assert "never" not in reg.names("model")
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [

@@ -1,8 +1,9 @@
 import pytest
 
+from qframe.core.discovery import DEFAULT_PLUGINS, get_plugin_manager, get_plugins
 from qframe.core.errors import ConfigError
 from qframe.core.hookspecs import hookimpl
-from qframe.core.registry import DEFAULT_PLUGINS, Item, Registry, build_registry, get_plugin_manager, get_registry
+from qframe.core.registry import Item, Registry, build_registry, get_registry
 
 
 def test_builtins_register_through_hooks_with_provenance():
@@ -35,7 +36,7 @@ def test_duplicate_name_names_both_plugins():
     pm.register(Dup(), name="dup-plugin")
     try:
         with pytest.raises(ConfigError, match="registered twice.*qframe.plugins.models.*dup-plugin"):
-            build_registry(pm)
+            build_registry(get_plugins())
     finally:
         pm.unregister(name="dup-plugin")
 

@@ -5,12 +5,12 @@ import statistics
 import pytest
 
 from qframe.core.errors import ConfigError
-from qframe.tuning.optimizer import BUILTIN_BACKENDS, Optimizer, resolve_backend
+from qframe.tuning.optimizer import Optimizer, resolve_backend
 from qframe.tuning.space import combine, format_value, parse_space
 
 
 def sample(space, n=60, algo="rand", seed=0):
-    opt = Optimizer(space, BUILTIN_BACKENDS[algo][0](None), seed)
+    opt = Optimizer(space, resolve_backend(algo, None), seed)
     out = []
     for tid in range(n):
         values, _ = opt.ask(tid)
@@ -95,7 +95,7 @@ def toy(v):
 
 def run(algo, n=40, seed=0):
     space = parse_space({"x": "interval(-2, 2)", "y": "interval(-2, 2)"})
-    opt = Optimizer(space, BUILTIN_BACKENDS[algo][0](8), seed)
+    opt = Optimizer(space, resolve_backend(algo, 8), seed)
     losses = []
     for tid in range(n):
         values, _ = opt.ask(tid)
@@ -115,7 +115,7 @@ def test_tpe_beats_the_median_of_random_search():
 
 def test_failed_trials_never_reach_the_algorithm():
     space = parse_space({"x": "interval(0, 1)"})
-    opt = Optimizer(space, BUILTIN_BACKENDS["tpe"][0](2), 0)
+    opt = Optimizer(space, resolve_backend("tpe", 2), 0)
     for tid in range(6):
         opt.ask(tid)
         opt.tell(tid, None if tid % 2 else float(tid))
@@ -125,7 +125,7 @@ def test_failed_trials_never_reach_the_algorithm():
 
 def test_pending_trials_are_known_when_asking_again():
     space = parse_space({"x": "interval(0, 1)"})
-    opt = Optimizer(space, BUILTIN_BACKENDS["tpe"][0](2), 0)
+    opt = Optimizer(space, resolve_backend("tpe", 2), 0)
     for tid in range(4):
         opt.ask(tid)  # none told yet: all four running
     assert len(opt.trials.trials) == 4

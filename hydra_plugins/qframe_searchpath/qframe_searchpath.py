@@ -33,7 +33,7 @@ class QFramePluginSearchPath(SearchPathPlugin):
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
         if not _is_qframe_app(search_path):
             return
-        from qframe.core.registry import plugin_conf_dirs
+        from qframe.core.discovery import plugin_conf_dirs
 
         for plugin_name, path in plugin_conf_dirs():
             search_path.append(provider=f"qframe-plugin-{plugin_name}", path=f"file://{path}")

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from qframe.core.cache import ArrayCache, cache_key
+from qframe.core.components import build_component
 from qframe.core.data import MarketData
 from qframe.core.errors import ConfigError, DataError
 from qframe.core.features import label as make_label
@@ -47,12 +48,8 @@ class PreparedData:
 
 
 def make_feature_set(registry: Registry, features_cfg: dict[str, Any]) -> tuple[str, Any]:
-    """(name, feature set) of ``handler.features``."""
-    features_cfg = dict(features_cfg)
-    name = features_cfg.pop("name", None)
-    if not name:
-        raise ConfigError(f"handler.features has no name; valid options: {', '.join(registry.names('feature_set'))}")
-    return name, registry.create("feature_set", name, config_key="handler.features", **features_cfg)
+    """(name, feature set) of ``handler.features``: a registered name or a ``_target_``."""
+    return build_component(registry, "feature_set", features_cfg, "handler.features")
 
 
 def label_horizon(label_cfg: dict[str, Any]) -> int:
@@ -315,13 +312,7 @@ def check_history(
 
 
 def _make_processors(registry: Registry, specs: list[Any], key: str) -> list[Any]:
-    processors = []
-    for i, spec in enumerate(specs or []):
-        spec = {"name": spec} if isinstance(spec, str) else dict(spec)
-        if "name" not in spec:
-            raise ConfigError(f"{key}[{i}] has no 'name'; valid options: {', '.join(registry.names('processor'))}")
-        processors.append(registry.create("processor", spec.pop("name"), **spec))
-    return processors
+    return [build_component(registry, "processor", spec, f"{key}[{i}]")[1] for i, spec in enumerate(specs or [])]
 
 
 def dropped_summary(dropped: dict[str, str], shown: int = 6) -> list[str]:

@@ -1,102 +1,179 @@
 """qframe's plugin hooks (pluggy, project name ``qframe``).
 
-Every hook is of the "register callback" kind used by llm and datasette: it
-receives a ``register`` function and calls it once per item it contributes::
+Every hook is of the "register callback" kind used by llm and datasette: it receives a ``register`` function and
+calls it once per item it contributes::
 
     @hookimpl
     def register_models(register):
         register("ridge", RidgeModel, "Closed-form ridge regression")
 
-``register(name, obj, description="")`` records the item with the plugin that
-registered it. Built-in components go through exactly these hooks
-(``qframe.plugins``), so a third-party plugin is a peer of the built-ins.
+Built-in components go through exactly these hooks (``qframe.plugins``), so a third-party plugin is a peer of the
+built-ins. What each kind of object must do is in :mod:`qframe.core.contracts`.
+
+Each hookspec's docstring ends with when it is called (:data:`CALLED`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Protocol, TypeVar
 
 import pluggy
+
+from qframe.core.contracts import (
+    Dataset,
+    Factory,
+    FeatureSet,
+    Model,
+    Processor,
+    Recorder,
+    SearchSpace,
+    Strategy,
+    TunerBackend,
+)
 
 hookspec = pluggy.HookspecMarker("qframe")
 hookimpl = pluggy.HookimplMarker("qframe")
 
-Register = Callable[..., Any]
+T = TypeVar("T", contravariant=True)
 
 
-@hookspec
-def register_datasets(register: Register) -> None:
-    """Register dataset loaders: ``factory(**params) -> Dataset`` with ``load(cache_dir=None) -> MarketData``.
+class Register(Protocol[T]):
+    """The callback each hook receives: ``register(name, obj, description="")``, once per item.
 
-    Selected by ``dataset.name``; ``params`` are the other ``dataset.*`` keys.
+    ``name``: the name configs use (``model.name: ridge``), a non-empty string, unique per kind across all plugins
+    (a second plugin registering it is an error naming both). ``obj``: what the hook's kind registers (a factory, or
+    a search space). ``description``: one line for ``qframe plugins``.
+    """
+
+    def __call__(self, name: str, obj: T, description: str = "") -> None: ...
+
+
+#: kind of item -> the hook that registers it, in definition order (filled by :func:`_registers`)
+KINDS: dict[str, str] = {}
+
+#: the call semantics every hook shares, appended to each hookspec's docstring
+CALLED = """
+    Called once per plugin that implements it, when a process first builds the registry (every run, every sweep,
+    ``qframe plugins``; again only after ``reset_registry()``), plugins in registration order, built-ins first. The
+    implementation should only call ``register``: no data, no heavy imports (a factory imports what it needs when it
+    is called). An exception skips the plugin (third-party) with one warning line.
+"""
+
+_F = TypeVar("_F", bound=Callable[..., None])
+
+
+def _registers(kind: str) -> Callable[[_F], _F]:
+    """Mark a function as the qframe hookspec that registers items of ``kind``."""
+
+    def mark(function: _F) -> _F:
+        KINDS[kind] = function.__name__
+        function.__doc__ = (function.__doc__ or "").rstrip() + "\n" + CALLED
+        return hookspec(function)
+
+    return mark
+
+
+@_registers("dataset")
+def register_datasets(register: Register[Factory[Dataset]]) -> None:
+    """Register dataset loaders.
+
+    :param register: call ``register(name, factory, description)`` per dataset; ``factory(**params)`` makes a
+        :class:`~qframe.core.contracts.Dataset`.
+
+    Selected by ``dataset.name``; ``params`` are the other ``dataset.*`` keys. The factory is called once per run,
+    before any data is read.
     """
 
 
-@hookspec
-def register_feature_sets(register: Register) -> None:
-    """Register feature sets: ``factory(**params) -> FeatureSet``.
+@_registers("feature_set")
+def register_feature_sets(register: Register[Factory[FeatureSet]]) -> None:
+    """Register feature sets.
 
-    A FeatureSet has ``config() -> dict`` (part of the feature-cache key) and ``compute(market) -> FeatureResult``.
-    Selected by ``handler.features.name``.
+    :param register: call ``register(name, factory, description)`` per feature set; ``factory(**params)`` makes a
+        :class:`~qframe.core.contracts.FeatureSet`.
+
+    Selected by ``handler.features.name``; ``params`` are the other ``handler.features.*`` keys.
     """
 
 
-@hookspec
-def register_processors(register: Register) -> None:
-    """Register data processors: ``factory(**params) -> Processor`` with ``fit(panel)`` and ``transform(panel)``.
+@_registers("processor")
+def register_processors(register: Register[Factory[Processor]]) -> None:
+    """Register data processors.
 
-    Named in the ``handler.processors`` / ``handler.learn_processors`` lists as ``{name: ..., <params>}``.
+    :param register: call ``register(name, factory, description)`` per processor; ``factory(**params)`` makes a
+        :class:`~qframe.core.contracts.Processor`.
+
+    Named in the ``handler.processors`` (every segment) and ``handler.learn_processors`` (train and valid) lists as
+    ``name`` or ``{name: ..., <params>}``; one object per list entry and run, fitted on the train segment.
     """
 
 
-@hookspec
-def register_models(register: Register) -> None:
-    """Register models: ``factory(**params) -> Model`` (:class:`qframe.core.model.Model`).
+@_registers("model")
+def register_models(register: Register[Factory[Model]]) -> None:
+    """Register models.
 
-    ``fit(X, y, X_valid, y_valid)``, ``predict(X) -> scores``, ``save(directory) -> files``, ``info() -> dict``.
-    Selected by ``model.name``.
+    :param register: call ``register(name, factory, description)`` per model; ``factory(**params)`` makes a
+        :class:`~qframe.core.contracts.Model` (optionally with the ``PanelModel`` and ``ConstantHint``
+        capabilities).
+
+    Selected by ``model.name``; ``params`` are the other ``model.*`` keys. One model per run: fitted on train
+    (valid for early stopping), then it predicts the test segment.
     """
 
 
-@hookspec
-def register_strategies(register: Register) -> None:
-    """Register strategies: ``factory(**params) -> Strategy``.
+@_registers("strategy")
+def register_strategies(register: Register[Factory[Strategy]]) -> None:
+    """Register strategies.
 
-    ``backtest(scores, market, start=, end=) -> DataFrame`` of daily ``return``, ``cost``, ``bench`` (and
-    ``turnover``) indexed by date. Selected by ``strategy.name``.
+    :param register: call ``register(name, factory, description)`` per strategy; ``factory(**params)`` makes a
+        :class:`~qframe.core.contracts.Strategy` (optionally with ``MarketCheck``).
+
+    Selected by ``strategy.name``; its ``backtest`` runs once per run on the test segment's scores.
     """
 
 
-@hookspec
-def register_recorders(register: Register) -> None:
-    """Register recorders: ``factory(**params) -> recorder``, a callable ``recorder(result, cfg)``.
+@_registers("recorder")
+def register_recorders(register: Register[Factory[Recorder]]) -> None:
+    """Register recorders.
 
-    Called once at the end of each successful run with the :class:`qframe.core.workflow.RunResult` and the resolved
-    config dict. Enabled by the top-level ``recorders`` list: ``recorders=[name]`` or ``[{name: ..., <params>}]``.
+    :param register: call ``register(name, factory, description)`` per recorder; ``factory(**params)`` makes a
+        :class:`~qframe.core.contracts.Recorder`, a callable ``recorder(result, cfg)``.
+
+    Enabled by the top-level ``recorders`` list (``recorders=[name]`` or ``[{name: ..., <params>}]``): made before
+    the run starts, called once after each successful run with its
+    :class:`~qframe.core.workflow.RunResult` and the resolved config dict.
     """
 
 
-@hookspec
-def register_search_spaces(register: Register) -> None:
-    """Register named hyperparameter search spaces: ``obj`` is a dict ``{override key: sweep expression}``.
+@_registers("search_space")
+def register_search_spaces(register: Register[SearchSpace | Callable[[], SearchSpace]]) -> None:
+    """Register named hyperparameter search spaces.
 
-    Expressions use Hydra's extended override grammar, exactly as in ``hydra.sweeper.params``, e.g.
-    ``{"model.alpha": "tag(log, interval(0.001, 10))", "strategy.topk": "choice(20, 30, 50)"}``. ``obj`` may also be
-    a zero-argument callable returning such a dict.
+    :param register: call ``register(name, space, description)`` per space; ``space`` is a
+        :data:`~qframe.core.contracts.SearchSpace`, ``{override key: sweep expression}`` in Hydra's extended
+        override grammar exactly as in ``hydra.sweeper.params``, e.g.
+        ``{"model.alpha": "tag(log, interval(0.001, 10))", "strategy.topk": "choice(20, 30, 50)"}``, or a
+        zero-argument callable returning one (called when a sweep names it).
+
+    Named by ``hydra.sweeper.spaces``; merged before ``hydra.sweeper.params``.
     """
 
 
-@hookspec
-def register_tuner_backends(register: Register) -> None:
-    """Register tuner backends (search algorithms): ``factory(**params) -> algo``.
+@_registers("tuner_backend")
+def register_tuner_backends(register: Register[TunerBackend]) -> None:
+    """Register tuner backends (search algorithms).
 
-    ``algo`` follows hyperopt's ``suggest`` protocol, ``algo(new_ids, domain, trials, seed) -> list[dict]``
-    (``hyperopt.tpe.suggest`` is one). Import heavy libraries inside the factory, not at module level.
-    Selected by ``hydra.sweeper.algo``.
+    :param register: call ``register(name, backend, description)`` per backend; ``backend`` is a
+        :class:`~qframe.core.contracts.TunerBackend`, called with keyword arguments (``n_startup_trials``) and
+        returning a :class:`~qframe.core.contracts.SearchAlgorithm` (hyperopt's suggest protocol,
+        ``algo(new_ids, domain, trials, seed) -> list[dict]``; ``hyperopt.tpe.suggest`` is one).
+
+    Selected by ``hydra.sweeper.algo``; the backend is called once per sweep. Import the search library inside it,
+    not at module level.
     """
 
 
 def hookspec_names() -> list[str]:
     """The names of every qframe hook, in definition order."""
-    return [name for name, obj in globals().items() if callable(obj) and hasattr(obj, "qframe_spec")]
+    return list(KINDS.values())

@@ -20,12 +20,14 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from qframe.core.components import build_component
 from qframe.core.context import RunContext, RunLocation, SharedInputs
 from qframe.core.errors import ConfigError, DegenerateResult
 from qframe.core.evaluation import ACCUMULATION_MODES
 from qframe.core.handler import dropped_summary, prepare
 from qframe.core.progress import Progress
-from qframe.core.registry import Registry, get_registry, make_recorders, run_recorders
+from qframe.core.recorders import make_recorders, run_recorders
+from qframe.core.registry import Registry, get_registry
 
 log = logging.getLogger("qframe")
 
@@ -55,12 +57,9 @@ class RunResult:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def _component(cfg: dict[str, Any], key: str) -> tuple[str, dict[str, Any]]:
-    section = cfg.get(key)
-    if not isinstance(section, dict) or not section.get("name"):
-        raise ConfigError(f"config has no {key}.name; choose one with `{key}=<name>`")
-    params = {k: v for k, v in section.items() if k != "name"}
-    return section["name"], params
+def _component(cfg: dict[str, Any], registry: Registry, key: str) -> tuple[str, Any]:
+    """(name, object) of the ``dataset``, ``model`` or ``strategy`` section: a registered name or a ``_target_``."""
+    return build_component(registry, key, cfg.get(key), key)
 
 
 def _check_settings(cfg: dict[str, Any], default_plots: bool) -> tuple[str, int, str, bool]:
@@ -95,11 +94,14 @@ def _inputs_key(cfg: dict[str, Any], location: RunLocation) -> str:
 
 
 def _load_market(
-    cfg: dict[str, Any], registry: Registry, cache_dir: Path, progress: Progress, dataset: Any = None
+    cfg: dict[str, Any],
+    registry: Registry,
+    cache_dir: Path,
+    progress: Progress,
+    dataset: tuple[str, Any] | None = None,
 ) -> Any:
-    """The market of ``cfg`` (from the dataset's cache when it has one); ``dataset``: its loader, if made already."""
-    dataset_name, dataset_params = _component(cfg, "dataset")
-    dataset = dataset if dataset is not None else registry.create("dataset", dataset_name, **dataset_params)
+    """The market of ``cfg`` (from the dataset's cache when it has one); ``dataset``: (name, loader), if made."""
+    dataset_name, dataset = dataset or _component(cfg, registry, "dataset")
     progress.start("data", f"loading dataset {dataset_name!r}")
     market = dataset.load(cache_dir=cache_dir)
     T, N = market.shape
@@ -120,7 +122,7 @@ def _load_inputs(
     cache_dir: Path,
     progress: Progress | None = None,
     strategy: Any = None,
-    dataset: Any = None,
+    dataset: tuple[str, Any] | None = None,
 ) -> tuple[Any, Any, dict[str, float]]:
     """The market and prepared segments of ``cfg`` (from the caches when possible), and the time each took.
 
@@ -225,9 +227,6 @@ def run_workflow(
     registry = registry or get_registry()
     progress = progress or Progress()
     objective_name, periods, mode, plots = _check_settings(cfg, context.default_plots)
-    dataset_name, dataset_params = _component(cfg, "dataset")
-    model_name, model_params = _component(cfg, "model")
-    strategy_name, strategy_params = _component(cfg, "strategy")
     location = context.location
     params = tracking.flatten(cfg)
     shared = context.shared
@@ -238,9 +237,9 @@ def run_workflow(
 
     try:
         # built before any work, so a typo, a wrong type or an unknown parameter costs nothing
-        dataset = registry.create("dataset", dataset_name, **dataset_params)
-        model = registry.create("model", model_name, **model_params)
-        strategy = registry.create("strategy", strategy_name, **strategy_params)
+        dataset_name, dataset = _component(cfg, registry, "dataset")
+        model_name, model = _component(cfg, registry, "model")
+        strategy_name, strategy = _component(cfg, registry, "strategy")
         recorders = make_recorders(registry, cfg.get("recorders"))  # called with the result
     except ConfigError:
         if context.trial.parent_run_id is not None:
@@ -257,7 +256,9 @@ def run_workflow(
             market, prepared = preloaded
             market.notes.extend(_check_strategy(strategy, market, prepared.bounds["test"]))
         else:
-            market, prepared, loaded = _load_inputs(cfg, registry, location.cache_dir, progress, strategy, dataset)
+            market, prepared, loaded = _load_inputs(
+                cfg, registry, location.cache_dir, progress, strategy, (dataset_name, dataset)
+            )
             timings.update(loaded)
 
         run = tracked.start(tags=tracking.run_tags(market.fingerprint(), shared.source_tags if shared else None))

@@ -9,7 +9,6 @@ document per call, so asking is one call per trial.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -17,50 +16,23 @@ from qframe.core.errors import ConfigError
 from qframe.tuning.space import Space
 
 
-def _tpe(n_startup_trials: int | None) -> Callable:
-    from hyperopt import tpe
-
-    if n_startup_trials is None:
-        return tpe.suggest
-    return functools.partial(tpe.suggest, n_startup_jobs=n_startup_trials)
-
-
-def _rand(n_startup_trials: int | None) -> Callable:
-    from hyperopt import rand
-
-    return rand.suggest
-
-
-def _anneal(n_startup_trials: int | None) -> Callable:
-    from hyperopt import anneal
-
-    return anneal.suggest
-
-
-def _atpe(n_startup_trials: int | None) -> Callable:
-    from hyperopt import atpe
-
-    return atpe.suggest
-
-
-#: built-in tuner backends: name -> (factory(n_startup_trials) -> hyperopt suggest function, description)
-BUILTIN_BACKENDS: dict[str, tuple[Callable, str]] = {
-    "tpe": (_tpe, "hyperopt Tree-structured Parzen Estimator (n_startup_trials random trials first)"),
-    "rand": (_rand, "hyperopt random search"),
-    "anneal": (_anneal, "hyperopt simulated annealing around the best trials"),
-}
-
-
 def resolve_backend(name: str, n_startup_trials: int | None) -> Callable:
-    """The suggest function of the registered tuner backend ``name`` (ConfigError listing the valid ones)."""
-    from qframe.core.registry import get_registry
+    """The search algorithm of the registered tuner backend ``name`` (ConfigError listing the valid ones).
+
+    The backend is called as its contract (:class:`qframe.core.contracts.TunerBackend`) says: with keyword
+    arguments only, each one it takes.
+    """
+    from qframe.core.registry import accepted_parameters, get_registry
 
     registry = get_registry()
     try:
         item = registry.get("tuner_backend", name)
     except ConfigError as exc:
         raise ConfigError(f"hydra.sweeper.algo: {exc}") from None
-    return item.obj(n_startup_trials)
+    settings = {"n_startup_trials": n_startup_trials}
+    accepted = accepted_parameters(item.obj)
+    taken = settings if accepted is None else {k: v for k, v in settings.items() if k in accepted}
+    return registry.create("tuner_backend", name, config_key="hydra.sweeper", **taken)
 
 
 class Optimizer:

@@ -11,6 +11,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from qframe.core.components import component_name
 from qframe.core.workflow import metric_names
 
 
@@ -37,9 +38,9 @@ class CsvLogRecorder:
             "run_id": result.run_id,
             "experiment": cfg.get("experiment_name"),
             "run_name": cfg.get("run_name"),
-            "dataset": (cfg.get("dataset") or {}).get("name"),
-            "model": (cfg.get("model") or {}).get("name"),
-            "strategy": (cfg.get("strategy") or {}).get("name"),
+            "dataset": component_name(cfg.get("dataset")),
+            "model": component_name(cfg.get("model")),
+            "strategy": component_name(cfg.get("strategy")),
             "objective_name": result.objective_name,
             "objective": _cell(result.objective),
             **{k: _cell(v) for k, v in result.metrics.items()},

@@ -6,6 +6,9 @@ thread pool there and make every later forked trial hang (GNU libgomp is not for
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 from qframe.core.hookspecs import hookimpl
 
 #: LightGBM hyperparameters (ranges around Qlib's benchmark settings)
@@ -28,12 +31,32 @@ STRATEGY_SPACE = {
 }
 
 
+# the backends import hyperopt (~2 s) when a sweep calls them, not when plugins load
+def _tpe(n_startup_trials: int | None = None) -> Callable:
+    from hyperopt import tpe
+
+    if n_startup_trials is None:
+        return tpe.suggest
+    return functools.partial(tpe.suggest, n_startup_jobs=n_startup_trials)
+
+
+def _rand() -> Callable:
+    from hyperopt import rand
+
+    return rand.suggest
+
+
+def _anneal() -> Callable:
+    from hyperopt import anneal
+
+    return anneal.suggest
+
+
 @hookimpl
 def register_tuner_backends(register) -> None:
-    from qframe.tuning.optimizer import BUILTIN_BACKENDS
-
-    for name, (factory, description) in BUILTIN_BACKENDS.items():
-        register(name, factory, description)
+    register("tpe", _tpe, "hyperopt Tree-structured Parzen Estimator (n_startup_trials random trials first)")
+    register("rand", _rand, "hyperopt random search")
+    register("anneal", _anneal, "hyperopt simulated annealing around the best trials")
 
 
 @hookimpl
