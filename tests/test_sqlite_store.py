@@ -7,9 +7,27 @@ from mlflow.tracking import MlflowClient
 from qframe.core import sqlite_store, tracking
 
 
+def _clauses(sql):
+    """A CREATE statement as its sorted top-level clauses: MLflow's migrations emit a table's constraints in an order
+    that follows Python's string hashing, so two stores made by two processes differ in order only."""
+    if not sql or "(" not in sql:
+        return sql
+    head, body = sql.split("(", 1)
+    parts, depth, current = [], 0, ""
+    for char in body.rsplit(")", 1)[0]:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += char
+    return head.strip(), tuple(sorted([*parts, current.strip()]))
+
+
 def _schema(path):
     with sqlite3.connect(path) as con:
-        tables = set(con.execute("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"))
+        rows = con.execute("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")
+        tables = {(kind, name, _clauses(sql)) for kind, name, sql in rows}
         version = con.execute("SELECT version_num FROM alembic_version").fetchall()
     return tables, version
 
