@@ -162,12 +162,12 @@ class ForkRunner:
         self.exiting: list[tuple[Any, float]] = []  # (process, kill after): reported, not yet exited
         self.fast_path = fast_path  # through Hydra internals (qframe.launch.hydra_compat decided)
         self.composer = JobComposer(hydra_context.config_loader, config, fast_path=fast_path)
-        self.preforked = not prefork
+        self.prefork_pending = prefork
 
     def submit(self, overrides: Sequence[str], idx: int, timeout: float | None = None) -> float:
         """Start job ``idx`` in a fresh child; return its start time (``time.time()``)."""
-        if not self.preforked:
-            self.preforked = True
+        if self.prefork_pending:
+            self.prefork_pending = False
             self._prefork(self.composer.plan(list(overrides)), idx)  # one-off: the sweep's set-up, not the job's
         started = time.time()
         job = self.composer.plan(list(overrides))
