@@ -60,6 +60,17 @@ def test_template_plus_values_equals_hydras_composition(loader_and_master, overr
     assert again == ours
 
 
+def test_off_the_fast_path_every_job_is_composed_by_hydra(loader_and_master):
+    loader, master = loader_and_master
+    composer = JobComposer(loader, master, fast_path=False)
+    overrides = ["model=linear", "model.alpha=0.3", "tuner=lightgbm", "++hydra.job.env_set.QFRAME_TRIAL_NUMBER='3'"]
+    ours = OmegaConf.to_container(composer.plan(overrides).config(5), resolve=False)
+    assert ours == hydra_composed(loader, master, overrides, 5)
+    fast = JobComposer(loader, master).plan(overrides).config(5, in_place=False)
+    assert ours == OmegaConf.to_container(fast, resolve=False)
+    assert composer.templates == {}  # nothing composed ahead of the job
+
+
 def test_one_template_per_set_of_structural_overrides(loader_and_master):
     loader, master = loader_and_master
     composer = JobComposer(loader, master)

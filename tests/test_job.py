@@ -89,3 +89,30 @@ def test_owned_job_matches_hydras_run_job(tmp_path):
         expected = (hydra_dir / "7" / ".hydra" / name).read_text().replace(str(hydra_dir), "<sweep>")
         assert (owned_dir / "7" / ".hydra" / name).read_text().replace(str(owned_dir), "<sweep>") == expected, name
     assert (owned_dir / "7" / "qframe.log").is_file()
+
+
+def test_the_fast_path_only_on_the_verified_hydra_and_when_asked():
+    from qframe.launch.hydra_compat import VERIFIED_HYDRA, choose_path, installed_hydra
+
+    assert choose_path(True, VERIFIED_HYDRA).fast
+    other = choose_path(True, "1.4.0")
+    assert not other.fast and "1.4.0" in other.why and VERIFIED_HYDRA in other.why
+    off = choose_path(False, VERIFIED_HYDRA)
+    assert not off.fast and off.why == "hydra.launcher.fast_path=false"
+    # the Hydra this project pins is the one the fast path was verified on (constraints.txt)
+    assert installed_hydra() == VERIFIED_HYDRA and choose_path().fast
+
+
+def test_job_outcome_reads_a_failure_without_raising_on_either_path(capfd):
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from qframe.launch.hydra_compat import job_outcome
+
+    failure = RuntimeError("planted")
+    failed, completed = JobReturn(status=JobStatus.FAILED), JobReturn(status=JobStatus.COMPLETED)
+    failed.return_value, completed.return_value = failure, 1.5
+    for fast in (True, False):
+        assert job_outcome(failed, fast) == (False, failure)
+        assert job_outcome(completed, fast) == (True, 1.5)
+    # only Hydra's public accessor writes its line
+    assert capfd.readouterr().err.count("Error executing job") == 1

@@ -413,7 +413,7 @@ def test_an_item_breaking_its_contract_fails_the_run_naming_plugin_item_and_what
 
 
 def test_a_search_space_breaking_its_contract_fails_the_sweep_naming_it():
-    from qframe.tuning.sweep import _named_spaces
+    from qframe.tuning.sweep_config import named_spaces
 
     class Spaces:
         @hookimpl
@@ -423,14 +423,14 @@ def test_a_search_space_breaking_its_contract_fails_the_sweep_naming_it():
 
     with plugged(Spaces(), "acme-spaces"):
         with pytest.raises(ConfigError) as err:
-            _named_spaces(["bounds"])
+            named_spaces(["bounds"])
         assert str(err.value) == (
             "hydra.sweeper.spaces: plugin 'acme-spaces' search_space 'bounds' does not follow the SearchSpace "
             "contract: entry 'model.alpha': [0.1, 10] is not a sweep expression string (e.g. 'interval(0.1, 1)')"
             + CONTRACT_SUFFIX.format("SearchSpace")
         )
         with pytest.raises(ConfigError, match="'lazy_list' does not follow the SearchSpace contract: it is a list"):
-            _named_spaces(["lazy_list"])
+            named_spaces(["lazy_list"])
 
 
 def test_a_tuner_backend_breaking_its_contract_fails_the_sweep_naming_it():

@@ -425,3 +425,47 @@ def test_resume_true_continues_the_newest_sweep_with_the_same_space(tmp_path):
     (path,) = list(tmp_path.glob("multirun/*/*/sweep_state.json"))
     trials = json.loads(path.read_text())["trials"]
     assert [t["job"] for t in trials] == [0, 1, 2, 3] and all(t["status"] == "complete" for t in trials)
+
+
+FALLBACK_LINE = "composing and running each job with Hydra's public API (hydra.launcher.fast_path=false)"
+
+
+def test_hydras_public_api_gives_the_fast_paths_trials(tmp_path):
+    """hydra.launcher.fast_path=false (the path taken on a Hydra other than the verified one) composes and runs
+    every job with Hydra's public API, says so once, and gets the fast path's trials: params, values, failures, and
+    each job's recorded config in its own directory."""
+    trials_of, files_of = {}, {}
+    for fast_path in ("true", "false"):
+        workdir = tmp_path / fast_path
+        workdir.mkdir()
+        sweep = workdir / "sweep"
+        proc = qframe(
+            [
+                "-m",
+                "tuner=lightgbm",
+                f"hydra.sweep.dir={sweep}",
+                f"hydra.launcher.fast_path={fast_path}",
+                "hydra.sweeper.n_trials=4",
+                "hydra.sweeper.n_jobs=2",
+                "hydra.sweeper.max_failure_rate=1",
+                "hydra.sweeper.seed=1",
+                "model.num_leaves=choice(1,8)",  # num_leaves=1: LightGBM refuses it, the trial fails in the run
+                *SMALL,
+            ],
+            workdir,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        output = proc.stdout + proc.stderr
+        assert output.count(FALLBACK_LINE) == (1 if fast_path == "false" else 0), output[-3000:]
+        trials = state(sweep)["trials"]
+        trials_of[fast_path] = [(t["number"], t["status"], t["params"], t["value"], t["error"]) for t in trials]
+        files_of[fast_path] = {}
+        for t in trials:
+            assert t["working_dir"] == str(sweep / str(t["job"]))
+            for name in ("config.yaml", "overrides.yaml"):  # what the job ran with, as Hydra recorded it
+                text = (sweep / str(t["job"]) / ".hydra" / name).read_text()
+                files_of[fast_path][t["job"], name] = text.replace(str(workdir), "<workdir>")
+    # both a job's value and its exception made it back
+    assert {status for _, status, _, _, _ in trials_of["true"]} == {"complete", "failed"}, trials_of["true"]
+    assert trials_of["false"] == trials_of["true"]
+    assert files_of["false"] == files_of["true"]

@@ -1,48 +1,26 @@
 """``hydra/sweeper=hyperopt``: qframe's hyperopt sweeper (TPE, random, anneal; asynchronous slots; resumable).
 
 Thin on purpose: Hydra imports every module under ``hydra_plugins`` in every process, so hyperopt and the sweep
-logic (:mod:`qframe.tuning.sweep`) are imported only when a sweep starts.
+logic (:mod:`qframe.tuning.sweep`) are imported only when a sweep starts. The settings and their documentation are
+:class:`qframe.tuning.settings.SweepSettings` (a light module), which this node extends with Hydra's target.
 """
 
 # no `from __future__ import annotations`: Hydra execs this module outside sys.modules, where dataclasses
 # cannot resolve string annotations
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.plugins.sweeper import Sweeper
 
+from qframe.tuning.settings import SweepSettings
+
 
 @dataclass
-class HyperoptSweeperConf:
+class HyperoptSweeperConf(SweepSettings):
+    """The ``hydra/sweeper=hyperopt`` node: the sweep's settings and the class Hydra instantiates with them."""
+
     _target_: str = "hydra_plugins.qframe_sweeper.qframe_sweeper.QFrameHyperoptSweeper"
-    # search algorithm: a registered tuner backend (built in: tpe, rand, anneal)
-    algo: str = "tpe"
-    # the recorded metric to optimise (null: the config's `objective`)
-    objective: Any = None
-    # minimize or maximize
-    direction: str = "maximize"
-    # trials in total, counting those of earlier runs of a resumed sweep
-    n_trials: int = 20
-    # trials running at the same time (asynchronous slots with hydra/launcher=qframe)
-    n_jobs: int = 1
-    # the sweep stops once more than max_failure_rate * n_trials trials have failed
-    max_failure_rate: float = 0.5
-    seed: int = 0
-    # random trials before TPE starts modelling (null: hyperopt's default, 20)
-    n_startup_trials: Any = 10
-    # seconds before a trial is stopped and recorded as failed (null: no limit): killed by hydra/launcher=qframe,
-    # interrupted by an alarm in the job with other launchers
-    trial_timeout: Any = None
-    # key: grammar, e.g. model.learning_rate: tag(log, interval(0.005, 0.3))
-    params: Any = None
-    # named search spaces registered by plugins (`qframe plugins`), merged before params
-    spaces: list = field(default_factory=list)
-    # continue the newest unfinished sweep of the same command (space, fixed overrides, direction) under the sweeps
-    # root when this sweep dir holds none; a sweep with nothing left to do is reported and left as it is
-    resume: bool = False
-    # one MLflow parent run per sweep, trial runs nested under it
-    mlflow: bool = True
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="hyperopt", node=HyperoptSweeperConf, provider="qframe")
@@ -52,7 +30,7 @@ class QFrameHyperoptSweeper(Sweeper):
     """Hydra sweeper driving hyperopt; the logic lives in :class:`qframe.tuning.sweep.HyperoptSweep`."""
 
     def __init__(self, **settings: Any) -> None:
-        from qframe.tuning.sweep import HyperoptSweep, SweepSettings
+        from qframe.tuning.sweep import HyperoptSweep
 
         self.impl = HyperoptSweep(SweepSettings(**settings))
 

@@ -6,20 +6,30 @@ which Hydra applies after composition anyway. So the launcher's parent composes 
 structural overrides (config-group choices, ``hydra.*`` settings), and each job applies its value overrides to the
 template with Hydra's own override code, giving the config Hydra itself would compose (a test checks they are
 equal). A job applies them in its forked child, to the child's own copy-on-write copy: no copy is made.
+
+That override code is private to Hydra (:mod:`qframe.launch.hydra_compat`): off the fast path every job is composed
+in full by Hydra's public ``load_sweep_config``, as Hydra's basic launcher does.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 #: hydra overrides that only set values and are applied per job (the sweeper passes trial identity through them)
 PER_JOB_HYDRA_PREFIX = "hydra.job.env_set."
 
 
+class PlannedJob(Protocol):
+    """A job whose config is ready to build."""
+
+    def config(self, idx: int, in_place: bool = True) -> Any:
+        """The config of job ``idx``. ``in_place``: may edit what it was built from (only in a forked child)."""
+
+
 @dataclass
-class PlannedJob:
+class TemplateJob:
     """A job's config, ready to build: the composed template plus the value overrides still to apply."""
 
     template: Any  # DictConfig composed by Hydra with the job's structural overrides
@@ -50,21 +60,45 @@ class PlannedJob:
         return cfg
 
 
-class JobComposer:
-    """Plans job configs for ``master_config``'s sweep, composing each distinct structural template once."""
+@dataclass
+class ComposedJob:
+    """A job whose config Hydra composes in full, with its public ``load_sweep_config`` (off the fast path)."""
 
-    def __init__(self, config_loader: Any, master_config: Any) -> None:
+    loader: Any  # Hydra's config loader
+    master: Any  # the sweep's config
+    overrides: list[str]
+
+    def config(self, idx: int, in_place: bool = True) -> Any:
+        """The config of job ``idx``, as Hydra's basic launcher composes it (a new one each call)."""
+        from omegaconf import open_dict
+
+        cfg = self.loader.load_sweep_config(self.master, list(self.overrides))
+        with open_dict(cfg):
+            cfg.hydra.job.id = idx
+            cfg.hydra.job.num = idx
+        return cfg
+
+
+class JobComposer:
+    """Plans job configs for ``master_config``'s sweep, composing each distinct structural template once
+    (``fast_path``), or each job in full."""
+
+    def __init__(self, config_loader: Any, master_config: Any, fast_path: bool = True) -> None:
         from omegaconf import OmegaConf
 
         self.loader = config_loader
         self.master = master_config
+        self.fast_path = fast_path
         self.master_hydra: list[str] = list(OmegaConf.to_container(master_config.hydra.overrides.hydra))
         self.templates: dict[tuple[str, ...], Any] = {}
         self._parser: Any = None
         self._parsed: dict[str, tuple[Any, bool]] = {}
 
     def plan(self, overrides: list[str]) -> PlannedJob:
-        """Parse ``overrides``, compose (or reuse) the template of their structural part."""
+        """Parse ``overrides``, compose (or reuse) the template of their structural part; off the fast path, the
+        job as it is, to compose when it is built."""
+        if not self.fast_path:
+            return ComposedJob(self.loader, self.master, list(overrides))
         parsed = [self._parse(line) for line in overrides]
         structural = tuple(o.input_line for o, is_structural in parsed if is_structural)
         template = self.templates.get(structural)
@@ -72,7 +106,7 @@ class JobComposer:
             template = self.loader.load_sweep_config(self.master, list(structural))
             self.templates[structural] = template
         values = [o for o, is_structural in parsed if not is_structural]
-        return PlannedJob(template, values, [o for o, _ in parsed], self.master_hydra)
+        return TemplateJob(template, values, [o for o, _ in parsed], self.master_hydra)
 
     def _parse(self, line: str) -> tuple[Any, bool]:
         """(the parsed override, whether it is structural); a sweep's fixed overrides repeat in every job, so each

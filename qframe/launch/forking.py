@@ -82,27 +82,25 @@ def preload(modules: Sequence[str]) -> None:
             pass
 
 
-def _child_main(conn: Any, hydra_context: Any, task_function: Any, job: PlannedJob, idx: int) -> None:
+def _child_main(conn: Any, hydra_context: Any, task_function: Any, job: PlannedJob, idx: int, fast_path: bool) -> None:
     """Body of a job's child process: finish the job's config, run it as Hydra's ``run_job`` would, report."""
     status, payload, working_dir = "error", "no result", None
     try:
-        from hydra.core.utils import JobStatus, setup_globals
+        from hydra.core.utils import setup_globals
 
-        from qframe.launch.job import run_owned_job
+        from qframe.launch.hydra_compat import job_outcome
+        from qframe.launch.job import run_child_job
 
         setup_globals()
-        # this child's own copy of the template, edited in place, and run without Hydra's defensive copies
-        ret = run_owned_job(hydra_context, task_function, job.config(idx))
+        # this child's own copy of the config (on the fast path the template, edited in place)
+        ret = run_child_job(hydra_context, task_function, job.config(idx), fast_path)
         # hydra.runtime.output_dir is the job's directory (ret.working_dir is the cwd, unchanged with chdir=False)
         try:
             working_dir = str(ret.hydra_cfg.hydra.runtime.output_dir)
         except Exception:  # noqa: BLE001 - the job dir is informative only
             working_dir = None
-        if ret.status == JobStatus.COMPLETED:
-            status, payload = "ok", ret._return_value
-        else:
-            exc = ret._return_value
-            status, payload = "error", f"{type(exc).__name__}: {exc}"
+        ok, result = job_outcome(ret, fast_path)
+        status, payload = ("ok", result) if ok else ("error", f"{type(result).__name__}: {result}")
     except BaseException as exc:  # noqa: BLE001 - everything a job does wrong is the job's failure
         status, payload = "error", f"{type(exc).__name__}: {exc}"
     try:
@@ -130,14 +128,17 @@ def _describe_exit(code: int | None) -> str:
 class ForkRunner:
     """Forks one child per job; at most ``slots`` at a time are meant to run (the caller decides when to submit)."""
 
-    def __init__(self, hydra_context: Any, task_function: Any, config: Any, prefork: bool = True) -> None:
+    def __init__(
+        self, hydra_context: Any, task_function: Any, config: Any, prefork: bool = True, fast_path: bool = True
+    ) -> None:
         self.hydra_context = hydra_context
         self.task_function = task_function
         self.config = config
         self.ctx = multiprocessing.get_context("fork")
         self.running: dict[int, _Running] = {}
         self.exiting: list[tuple[Any, float]] = []  # (process, kill after): reported, not yet exited
-        self.composer = JobComposer(hydra_context.config_loader, config)
+        self.fast_path = fast_path  # through Hydra internals (qframe.launch.hydra_compat decided)
+        self.composer = JobComposer(hydra_context.config_loader, config, fast_path=fast_path)
         # a task that prepares its jobs does so once, before the first fork
         self.prefork_pending = prefork and isinstance(task_function, ForkAwareTask)
 
@@ -151,7 +152,7 @@ class ForkRunner:
         parent_conn, child_conn = self.ctx.Pipe(duplex=False)
         process = self.ctx.Process(
             target=_child_main,
-            args=(child_conn, self.hydra_context, self.task_function, job, idx),
+            args=(child_conn, self.hydra_context, self.task_function, job, idx, self.fast_path),
             name=f"qframe-job-{idx}",
             daemon=False,
         )

@@ -5,8 +5,10 @@ Hydra's ``run_job`` (``hydra/core/utils.py``, hydra-core 1.3.8) deep-copies the 
 running many jobs. A forked child runs one job and owns its config, so :func:`run_owned_job` takes the same steps in
 the same order (job directory, ``hydra.runtime.output_dir``, working directory, job logging, the ``.hydra/`` files,
 ``hydra.job.env_set``, the task, flushing the loggers) with one copy, of the task's part of the config: ~25 ms less
-a job. With Hydra callbacks configured it calls Hydra's own ``run_job``, since a callback is handed the job config
-and may keep it. A test compares the job directory and the task's config with Hydra's.
+a job. With Hydra callbacks configured, or off the fast path (:mod:`qframe.launch.hydra_compat`: it writes the
+``.hydra/`` files and flushes the loggers through Hydra's private helpers), the child calls Hydra's own ``run_job``,
+since a callback is handed the job config and may keep it. A test compares the job directory and the task's config
+with Hydra's.
 """
 
 from __future__ import annotations
@@ -14,6 +16,22 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+
+
+def run_child_job(hydra_context: Any, task_function: Any, config: Any, fast_path: bool) -> Any:
+    """Run the job of a forked child that owns ``config``: :func:`run_owned_job` on the fast path without Hydra
+    callbacks, else Hydra's ``run_job``; a ``JobReturn``."""
+    if fast_path and not hydra_context.callbacks.callbacks:
+        return run_owned_job(hydra_context, task_function, config)
+    from hydra.core.utils import run_job
+
+    return run_job(
+        hydra_context=hydra_context,
+        task_function=task_function,
+        config=config,
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+    )
 
 
 def run_owned_job(hydra_context: Any, task_function: Any, config: Any) -> Any:
@@ -27,18 +45,9 @@ def run_owned_job(hydra_context: Any, task_function: Any, config: Any) -> Any:
         _save_config,
         configure_log,
         env_override,
-        run_job,
     )
     from omegaconf import OmegaConf, open_dict, read_write
 
-    if hydra_context.callbacks.callbacks:
-        return run_job(
-            hydra_context=hydra_context,
-            task_function=task_function,
-            config=config,
-            job_dir_key="hydra.sweep.dir",
-            job_subdir_key="hydra.sweep.subdir",
-        )
     instance = HydraConfig.instance()
     old_cwd = os.getcwd()
     # the job dir may use ${hydra:...}: resolve it against this job's own hydra node (Hydra masks a copy for that)

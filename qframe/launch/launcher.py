@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from qframe.launch.forking import Finished, ForkRunner, job_return, preload
+from qframe.launch.hydra_compat import launcher_path
 from qframe.launch.protocols import ForkAwareTask
 
 log = logging.getLogger("qframe.launch")
@@ -17,7 +18,9 @@ class ForkLauncher:
     """Implementation of :class:`hydra_plugins.qframe_launcher.qframe_launcher.QFrameLauncher`: Hydra's batch
     ``launch``, and the one-job-at-a-time :class:`qframe.launch.protocols.JobSubmitter` qframe's sweeper uses."""
 
-    def __init__(self, n_jobs: int = 1, timeout: float | None = None, preload: bool = True) -> None:
+    def __init__(
+        self, n_jobs: int = 1, timeout: float | None = None, preload: bool = True, fast_path: bool = True
+    ) -> None:
         if int(n_jobs) < 1:
             from qframe.core.errors import ConfigError
 
@@ -25,6 +28,7 @@ class ForkLauncher:
         self.n_jobs = int(n_jobs)
         self.timeout = float(timeout) if timeout else None
         self.preload = bool(preload)
+        self.fast_path = bool(fast_path)  # asked for: hydra_compat decides at set-up
         self.runner: ForkRunner | None = None
         self.config: Any = None
         self.threads_logged = False  # the thread-count line is logged once, not once per batch
@@ -33,7 +37,8 @@ class ForkLauncher:
         self.config = config
         if self.preload and isinstance(task_function, ForkAwareTask):
             preload(task_function.preload_modules)
-        self.runner = ForkRunner(hydra_context, task_function, config, prefork=self.preload)
+        fast = launcher_path(self.fast_path).fast
+        self.runner = ForkRunner(hydra_context, task_function, config, prefork=self.preload, fast_path=fast)
 
     # the asynchronous API qframe's sweeper uses: submit whenever a slot is free, wait for any job to end
     def submit(self, overrides: Sequence[str], idx: int, timeout: float | None = None) -> float:

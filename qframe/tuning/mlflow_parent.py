@@ -1,4 +1,5 @@
-"""The sweep's MLflow parent run: created, updated after every trial, and finished by the sweep process.
+"""The sweep's MLflow parent run, in the sweep process: the store and experiment it goes to, its start, its update
+after every trial and its end.
 
 The sweep process forks a child per trial (with qframe's launcher), so it never keeps a database connection
 open across a fork: every function here releases the store's connections before it returns
@@ -10,11 +11,23 @@ the store they inherit. Trial runs nest under the parent through the identity th
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from qframe.core.errors import QFrameError
+from qframe.tuning.settings import SweepSettings
+from qframe.tuning.space import Space
+from qframe.tuning.state import SweepState
+
+
+class ParentRun(NamedTuple):
+    """A tracked sweep's parent run."""
+
+    uri: str
+    run_id: str
 
 
 def _released(fn: Callable) -> Callable:
@@ -96,3 +109,58 @@ def finish_parent(uri: str, run_id: str, files: list[str], failures: dict, statu
             if "qframe.error" not in child.data.tags:
                 client.set_tag(child.info.run_id, "qframe.error", failures[int(trial)][:5000])
     client.set_terminated(run_id, status)
+
+
+def tracking_target(config: Any, settings: SweepSettings) -> tuple[str, str, str] | None:
+    """(tracking uri, experiment, artifact root) when the task is a qframe run with tracking, else None."""
+    from omegaconf import OmegaConf
+
+    if not settings.mlflow or OmegaConf.select(config, "workdir", default=None) is None:
+        return None
+    from qframe.core.context import locate
+
+    keys = ("workdir", "tracking_uri", "experiment_name")
+    # the trials' own derivation, from the same config and environment (the sweeper runs at the boundary)
+    location = locate({k: OmegaConf.select(config, k, default=None) for k in keys}, os.environ)
+    return location.tracking_uri, location.experiment, str(location.artifact_root)
+
+
+def start_sweep_run(
+    config: Any, settings: SweepSettings, state: SweepState, space: Space, objective: str | None
+) -> ParentRun | None:
+    """Start (or, on resume, reopen) the parent run of the sweep ``config`` describes; None: the sweep is untracked.
+    Its id goes into ``state``."""
+    target = tracking_target(config, settings)
+    if target is None:
+        return None
+    uri, experiment, artifact_root = target
+    params = {f"space.{k.lstrip('+~')}": v for k, v in space.describe().items()}
+    params.update(
+        algo=settings.algo,
+        n_trials=settings.n_trials,
+        n_jobs=settings.n_jobs,
+        direction=settings.direction,
+        objective=objective,
+        seed=settings.seed,
+        fixed=" ".join(space.fixed),
+        sweep_dir=str(config.hydra.sweep.dir),
+    )
+    name = f"sweep {Path(str(config.hydra.sweep.dir)).name}"
+    run_id = start_parent(uri, experiment, artifact_root, state.parent_run_id, name, params)
+    state.parent_run_id = run_id
+    return ParentRun(uri, run_id)
+
+
+def log_best_so_far(parent: ParentRun, trial: int, best: float, ended: float) -> None:
+    """:func:`log_best`, a failure of which is a warning: a progress metric is not worth the sweep."""
+    try:
+        log_best(parent.uri, parent.run_id, trial, best, ended)
+    except QFrameError as exc:
+        print(f"qframe: warning: {exc}", file=sys.stderr)
+
+
+def finish_sweep_run(parent: ParentRun, state: SweepState, paths: dict[str, Path], status: str) -> None:
+    """End the parent run with the sweep's output files and each failed trial's reason."""
+    failures = {t.number: t.error or "failed" for t in state.trials if t.status == "failed"}
+    files = [str(paths[k]) for k in ("results", "parquet", "csv", "history")]
+    finish_parent(parent.uri, parent.run_id, files, failures, status)

@@ -1,5 +1,5 @@
-"""What a sweep leaves in its directory: optimization_results.yaml, the trials table, the history plot; and the
-live progress line per trial."""
+"""What a sweep leaves in its directory: optimization_results.yaml, the trials table, the history plot; and what it
+prints: the live progress line per trial, the report at its end."""
 
 from __future__ import annotations
 
@@ -179,3 +179,25 @@ class Progress:
             f"failed {counts['failed']} | eta {eta:.0f}s | {params}",
             soft_wrap=True,
         )
+
+
+def report_done(state: SweepState, space: Space, direction: str, objective: str | None, results: Path) -> None:
+    """The sweep's last lines: its counts and results file, the best trial and the command that re-runs it."""
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    counts = state.counts()
+    best = best_trial(state, direction)
+    console.print(
+        f"[bold]sweep done[/]: {counts['complete']} complete, {counts['failed']} failed -> {results}", soft_wrap=True
+    )
+    if best is not None:
+        console.print(f"best {objective or 'objective'} = {best.value:.6g} (trial {best.number}, job {best.job})")
+        print_rerun(console, space, best)
+
+
+def print_rerun(console: Any, space: Space, best: Trial) -> None:
+    """The line with the command that re-runs ``best`` as a single run."""
+    from rich.markup import escape
+
+    console.print(f"re-run: {escape(best_command(space, best))}", soft_wrap=True)

@@ -1,0 +1,76 @@
+"""``hydra.sweeper.*`` of ``hydra/sweeper=hyperopt``: the fields of its config node and the sweep's settings, once.
+
+:mod:`hydra_plugins.qframe_sweeper.qframe_sweeper` registers its config node from :class:`SweepSettings`, and the
+sweeper hands the values Hydra composed to the sweep as a :class:`SweepSettings`. Light on purpose: Hydra imports the
+plugin module, and so this one, in every process.
+"""
+
+# no `from __future__ import annotations`: OmegaConf reads these annotations as the config node's types (``Any``
+# where a value may be null or of several types, as Hydra hands it over)
+from dataclasses import dataclass, field
+from typing import Any
+
+DIRECTIONS = ("minimize", "maximize")
+
+
+@dataclass
+class SweepSettings:
+    """The hyperopt sweep's settings (``hydra.sweeper.*``); the comments are the node's documentation."""
+
+    # the search algorithm, by name (built in: tpe, rand, anneal; plugins add more through register_tuner_backends)
+    algo: str = "tpe"
+    # the recorded metric to optimise (null: the config's `objective`)
+    objective: Any = None
+    # minimize or maximize
+    direction: str = "maximize"
+    # trials in total, counting those of earlier runs of a resumed sweep
+    n_trials: int = 20
+    # trials running at the same time (asynchronous slots with hydra/launcher=qframe)
+    n_jobs: int = 1
+    # the sweep stops once more than max_failure_rate * n_trials trials have failed
+    max_failure_rate: float = 0.5
+    seed: int = 0
+    # random trials before TPE starts modelling (null: hyperopt's default, 20)
+    n_startup_trials: Any = 10
+    # seconds before a trial is stopped and recorded as failed (null: no limit): killed by hydra/launcher=qframe,
+    # interrupted by an alarm in the job with other launchers
+    trial_timeout: Any = None
+    # key: grammar, e.g. model.learning_rate: tag(log, interval(0.005, 0.3))
+    params: Any = None
+    # named search spaces registered by plugins (`qframe plugins`), merged before params
+    spaces: list = field(default_factory=list)
+    # continue the newest unfinished sweep of the same command (space, fixed overrides, direction) under the sweeps
+    # root when this sweep dir holds none; a sweep with nothing left to do is reported and left as it is
+    resume: bool = False
+    # one MLflow parent run per sweep, trial runs nested under it
+    mlflow: bool = True
+
+    def check(self) -> None:
+        """Refuse values no sweep can run with (a ConfigError naming the key)."""
+        from qframe.core.errors import ConfigError
+
+        if self.direction not in DIRECTIONS:
+            raise ConfigError(f"hydra.sweeper.direction={self.direction!r}; valid options: {', '.join(DIRECTIONS)}")
+        if int(self.n_jobs) < 1:
+            raise ConfigError(f"hydra.sweeper.n_jobs must be >= 1, got {self.n_jobs}")
+        if int(self.n_trials) < 1:
+            raise ConfigError(f"hydra.sweeper.n_trials must be >= 1, got {self.n_trials}")
+        if not 0.0 <= float(self.max_failure_rate) <= 1.0:
+            raise ConfigError(f"hydra.sweeper.max_failure_rate must be in [0, 1], got {self.max_failure_rate}")
+        if self.n_startup_trials is not None and int(self.n_startup_trials) < 1:
+            raise ConfigError(f"hydra.sweeper.n_startup_trials must be >= 1 or null, got {self.n_startup_trials}")
+        if self.trial_timeout is not None and float(self.trial_timeout) <= 0:
+            raise ConfigError(f"hydra.sweeper.trial_timeout must be > 0 seconds or null, got {self.trial_timeout}")
+
+    def loss(self, value: float) -> float:
+        """The objective as the loss the search algorithm minimises."""
+        return -value if self.direction == "maximize" else value
+
+    def failure_stop(self, failed: int) -> str | None:
+        """Why the sweep stops with ``failed`` failed trials (more than ``max_failure_rate * n_trials``), or None."""
+        if failed > float(self.max_failure_rate) * int(self.n_trials):
+            return (
+                f"sweep stopped: {failed} of {int(self.n_trials)} trials failed, more than "
+                f"max_failure_rate={self.max_failure_rate} allows"
+            )
+        return None

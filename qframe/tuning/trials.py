@@ -1,0 +1,189 @@
+"""The trial loop: ask the search algorithm, launch, record each outcome, until ``n_trials`` are done or too many
+failed.
+
+With an asynchronous launcher a new trial starts the moment any trial ends (the running ones are known to the
+algorithm as pending); other launchers get batches of ``n_jobs``. A failed trial is recorded with its reason and never
+told to the algorithm. The state is saved after every change, so that a sweep killed at any moment can resume.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from qframe.launch.protocols import JobSubmitter
+from qframe.tuning.launching import TrialLauncher
+from qframe.tuning.mlflow_parent import ParentRun
+from qframe.tuning.settings import SweepSettings
+from qframe.tuning.space import Space, format_value
+from qframe.tuning.state import SweepState, Trial
+
+
+class TrialLoop:
+    """Runs the trials of ``state`` (whose file is ``state_path``) on ``launch`` until the sweep is done or stopped."""
+
+    def __init__(
+        self,
+        settings: SweepSettings,
+        state: SweepState,
+        state_path: Path,
+        space: Space,
+        optimizer: Any,
+        retry: list[Trial],
+        launch: TrialLauncher,
+        tracking: ParentRun | None,
+        progress: Any,
+    ) -> None:
+        self.settings = settings
+        self.state = state
+        self.state_path = state_path
+        self.space = space
+        self.optimizer = optimizer
+        self.retry = retry  # trials interrupted by the sweep's death, run again first
+        self.launch = launch
+        self.tracking = tracking
+        self.threads = launch.threads
+        self.progress = progress
+
+    def run(self) -> str | None:
+        """Run trials until ``n_trials`` are done (None) or too many failed (why the sweep stopped)."""
+        submitter = self.launch.asynchronous
+        if submitter is None:
+            return self._run_batches()
+        try:
+            return self._run_async(submitter)
+        finally:
+            submitter.kill_all()  # what still runs (interrupted) or exits (reported) is gone before we report
+
+    def _run_async(self, submitter: JobSubmitter) -> str | None:
+        by_job: dict[int, Trial] = {}
+        timeout = float(self.settings.trial_timeout) if self.settings.trial_timeout else None
+        while True:
+            while len(by_job) < int(self.settings.n_jobs) and self._remaining(len(by_job)) > 0:
+                trial = self._new_trial()
+                trial.status = "running"
+                trial.started = submitter.submit(self._overrides(self.space, trial), trial.job, timeout)
+                by_job[trial.job] = trial
+                self.state.save(self.state_path)
+            if not by_job:
+                return None
+            for finished in submitter.wait():
+                trial = by_job.pop(finished.idx)
+                trial.started = finished.started
+                self._record(trial, finished.ok, finished.value, finished.error, finished.ended, finished.working_dir)
+                stop = self._failure_stop()
+                if stop:
+                    submitter.kill_all()
+                    for other in by_job.values():
+                        other.status, other.error, other.ended = "failed", "killed: the sweep stopped", time.time()
+                    self.state.save(self.state_path)
+                    return stop
+
+    def _run_batches(self) -> str | None:
+        from qframe.launch.hydra_compat import choose_path, job_outcome
+
+        fast = choose_path().fast  # how a JobReturn's failure is read: Hydra's version decides
+        while self._remaining(0) > 0:
+            batch = [self._new_trial() for _ in range(min(int(self.settings.n_jobs), self._remaining(0)))]
+            started = time.time()
+            for trial in batch:
+                trial.status, trial.started = "running", started
+            self.state.save(self.state_path)
+            overrides = [self._overrides(self.space, trial) for trial in batch]
+            returns = self.launch.launcher.launch(overrides, initial_job_idx=batch[0].job)
+            ended = time.time()
+            for trial, ret in zip(batch, returns, strict=True):
+                ok, result = job_outcome(ret, fast)
+                error = None if ok else f"{type(result).__name__}: {result}"
+                self._record(trial, ok, result if ok else None, error, ended, _job_dir(ret))
+            stop = self._failure_stop()
+            if stop:
+                return stop
+        return None
+
+    def _remaining(self, running: int) -> int:
+        counts = self.state.counts()
+        return int(self.settings.n_trials) - counts["complete"] - counts["failed"] - running
+
+    def _failure_stop(self) -> str | None:
+        return self.settings.failure_stop(self.state.counts()["failed"])
+
+    def _new_trial(self) -> Trial:
+        """The next trial: an interrupted one again (with a new job number), else the search algorithm's next point."""
+        state = self.state
+        if self.retry:
+            trial = self.retry.pop(0)
+            trial.attempts += 1
+            trial.job = state.next_job()
+            trial.started = None
+            return trial
+        number = len(state.trials)
+        params, hyperopt_vals = self.optimizer.ask(number)
+        trial = Trial(number=number, job=state.next_job(), status="running", params=params, vals=hyperopt_vals)
+        state.trials.append(trial)
+        return trial
+
+    def _record(
+        self, trial: Trial, ok: bool, value: Any, error: str | None, ended: float, working_dir: str | None
+    ) -> None:
+        """Record a trial's outcome: tell the algorithm (never a failure), save the state, update the parent run,
+        show the progress line."""
+        objective, why = _objective_value(value) if ok else (None, _first_line(error))
+        trial.ended = ended
+        trial.working_dir = working_dir
+        if objective is None:
+            trial.status, trial.error, trial.value = "failed", why, None
+            self.optimizer.tell(trial.number, None)
+        else:
+            trial.status, trial.error, trial.value = "complete", None, objective
+            self.optimizer.tell(trial.number, self.settings.loss(objective))
+        self.state.save(self.state_path)
+        if self.tracking is not None and trial.status == "complete":
+            from qframe.tuning.mlflow_parent import log_best_so_far
+            from qframe.tuning.outputs import best_trial
+
+            best = float(best_trial(self.state, self.settings.direction).value)
+            log_best_so_far(self.tracking, trial.number, best, ended)
+        self.progress.trial(self.state, trial)
+
+    def _overrides(self, space: Space, trial: Trial) -> list[str]:
+        """The trial's overrides, and its identity as environment variables of the job.
+
+        ``hydra.job.env_set`` reaches the job on every launcher (forked, in-process, joblib, Ray, Slurm), unlike
+        this process's own environment; as a ``hydra.*`` override it stays out of the trial's task overrides.
+        """
+        from qframe.core.context import trial_environment
+        from qframe.launch.threads import THREADS_ENV
+
+        env = trial_environment(trial.number, self.tracking.run_id if self.tracking is not None else None)
+        if self.threads is not None:
+            env[THREADS_ENV] = str(self.threads)
+        identity = [f"++hydra.job.env_set.{k}={format_value(v)}" for k, v in env.items()]
+        return space.overrides(trial.params) + identity
+
+
+def _objective_value(value: Any) -> tuple[float | None, str | None]:
+    """(objective, None) for a job that returned a finite number, else (None, why it is not usable)."""
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            value = value.item()
+        except (TypeError, ValueError):
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None, f"the job returned a non-number: {value!r}"[:300]
+    if not math.isfinite(value):
+        return None, f"the job returned {value}"
+    return float(value), None
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else "unknown error"
+
+
+def _job_dir(ret: Any) -> str | None:
+    try:
+        return str(ret.hydra_cfg.hydra.runtime.output_dir)
+    except Exception:  # noqa: BLE001 - a launcher that returns no hydra config: the job dir is unknown
+        return None
