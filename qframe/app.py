@@ -97,7 +97,7 @@ def apply_thread_budget(cfg: dict, environ: os._Environ | dict = os.environ) -> 
 class QFrameTask:
     """The task function Hydra runs for every job; it builds each run's :class:`RunContext` at this boundary.
 
-    It also implements the fork launcher's prefork interface (:class:`qframe.launch.forking.ForkAwareTask`): in
+    It also implements the fork launcher's prefork interface (:class:`qframe.launch.protocols.ForkAwareTask`): in
     a sweep's parent process, before any job is forked, :meth:`prefork` loads the inputs the jobs share and keeps
     them on this object, which every forked child inherits; each run then gets them through its context.
     """
