@@ -190,41 +190,62 @@ def test_concurrent_single_runs_get_their_own_output_dirs(tmp_path):
     assert {int(d.name.rsplit("-", 1)[1]) for d in dirs} == pids  # <time>-<pid>: each process its own
 
 
-def test_a_stopped_qframe_sweep_marks_its_runs_killed_and_resume_logs_one_run_per_trial(tmp_path):
-    """SIGTERM mid-trial: the trial's run and the parent are KILLED; the resumed sweep ends with exactly one
-    FINISHED run per trial under the same parent, nothing left RUNNING."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_a_stopped_qframe_sweep_marks_its_runs_killed_and_resume_logs_one_run_per_trial(tmp_path, signum):
+    """SIGTERM mid-trial: the trial's run and the parent are KILLED at once (after kill -9: by the resumed sweep);
+    the resumed sweep ends with exactly one FINISHED run per trial under the same parent, nothing left RUNNING."""
     from mlflow.tracking import MlflowClient
 
     marker = uuid.uuid4().hex
     sweep = tmp_path / "sweep"
     argv = [sys.executable, "-m", "qframe", "-m", "hydra/sweeper=hyperopt", "model.alpha=interval(0.01,1)", *MARKET]
     argv += [f"hydra.sweep.dir={sweep}", "hydra.sweeper.n_trials=3"]
-    proc = subprocess.Popen(
-        argv, cwd=tmp_path, env=env(marker), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        wait_for(lambda: [t["status"] for t in state(sweep)["trials"]] == ["complete", "running"], timeout=300)
-        time.sleep(0.3)  # the trial's run is started
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 143, err[-3000:]
-    assert "Traceback" not in err and "qframe: sweep stopped by SIGTERM" in err
-    assert none_left(marker)
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / '.qframe' / 'mlflow.db'}")
+    db = tmp_path / ".qframe" / "mlflow.db"
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
 
     def runs():
         return client.search_runs([e.experiment_id for e in client.search_experiments()])
 
+    def running_trial():
+        """The trial number of a trial run that is RUNNING now (None: none is)."""
+        if not db.is_file():
+            return None  # the sweep creates the store
+        return next(
+            (
+                r.data.tags["qframe.trial"]
+                for r in runs()
+                if r.info.status == "RUNNING" and "qframe.trial" in r.data.tags
+            ),
+            None,
+        )
+
+    proc = subprocess.Popen(
+        argv, cwd=tmp_path, env=env(marker), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_for(lambda: running_trial() is not None, timeout=300)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert none_left(marker)
     (parent,) = [r for r in runs() if r.data.tags.get("qframe.kind") == "sweep"]
-    assert parent.info.status == "KILLED"
-    assert {r.info.status for r in runs()} <= {"FINISHED", "KILLED"}
+    if signum == signal.SIGTERM:
+        assert proc.returncode == 143, err[-3000:]
+        assert "Traceback" not in err and "qframe: sweep stopped by SIGTERM" in err
+        assert parent.info.status == "KILLED"
+        assert "RUNNING" not in {r.info.status for r in runs()}
+        why = "interrupted: the sweep was stopped while it ran"
+    else:
+        assert parent.info.status == "RUNNING"  # nothing could end it
+        why = "interrupted: the sweep died while it ran"
 
     again = subprocess.run(argv, cwd=tmp_path, env=env(marker), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
+    (killed,) = [r for r in runs() if r.info.status == "KILLED" and "qframe.trial" in r.data.tags]
+    assert killed.data.tags["qframe.error"] == why
     children = [r for r in runs() if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     finished = sorted(int(r.data.tags["qframe.trial"]) for r in children if r.info.status == "FINISHED")
-    assert finished == [0, 1, 2]
-    assert {r.info.status for r in children} <= {"FINISHED", "KILLED"}
+    assert finished == [0, 1, 2]  # the interrupted trial once more, and no second result for any trial
+    assert sorted(r.info.run_id for r in children if r.info.status == "KILLED") == [killed.info.run_id]
     assert client.get_run(parent.info.run_id).info.status == "FINISHED"

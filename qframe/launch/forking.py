@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from qframe.launch.compose import JobComposer, PlannedJob
-from qframe.launch.lifecycle import bind_to_parent, kill_group, lead_group
+from qframe.launch.lifecycle import bind_to_parent, kill_group, lead_group, signals_held
 from qframe.launch.protocols import ForkAwareTask
 
 log = logging.getLogger("qframe.launch")
@@ -167,8 +167,9 @@ class ForkRunner:
         # the child's garbage collector would otherwise walk (and so copy, page by page) every object of this
         # process: the whole imported stack and the preloaded inputs
         gc.freeze()
-        process.start()
-        lead_group(process.pid)
+        with signals_held():
+            process.start()
+            lead_group(process.pid)
         child_conn.close()
         self.running[idx] = _Running(idx, list(overrides), process, parent_conn, started, timeout)
         return started

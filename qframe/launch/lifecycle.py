@@ -14,8 +14,12 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+#: the signals that stop a sweep; held back while it forks (see :func:`signals_held`)
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 #: set in each job's environment: what the job starts carries it, so that it can be found once the job has died
 GROUP_ENV = "QFRAME_JOB_GROUP"
 
@@ -30,6 +34,7 @@ def bind_to_parent(parent_pid: int) -> None:
     # the sweep's own signal handlers must not run here: a signalled job simply ends
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # held back by the parent around the fork
     if not _set_parent_death_signal():
         threading.Thread(target=_watch_parent, args=(parent_pid,), name="qframe-parent-watch", daemon=True).start()
     if os.getppid() != parent_pid:  # the parent died before the death signal was armed
@@ -52,6 +57,18 @@ def _watch_parent(parent_pid: int) -> None:
     while os.getppid() == parent_pid:
         time.sleep(0.2)
     kill_group(os.getpid())
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back while forking: Python runs a signal's handler at the next line of Python code,
+    which may be inside an at-fork hook (logging's), where the exception the sweep's handler raises is swallowed; held
+    back, the signal arrives after the fork, in the sweep's own code."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def lead_group(pid: int) -> None:
