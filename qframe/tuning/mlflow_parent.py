@@ -52,8 +52,11 @@ def _released(fn: Callable) -> Callable:
 
 
 @_released
-def start_parent(uri: str, experiment: str, artifact_root: str, run_id: str | None, name: str, params: dict) -> str:
-    """Create (or reopen, on resume) the sweep's parent run; returns its id."""
+def start_parent(
+    uri: str, experiment: str, artifact_root: str, run_id: str | None, name: str, params: dict, failures: dict
+) -> str:
+    """Create (or reopen, on resume) the sweep's parent run; returns its id. Reopened, the trial runs its death left
+    RUNNING are ended (``failures``: the failed trials' reasons)."""
     from mlflow.tracking import MlflowClient
 
     from qframe.core import tracking
@@ -67,7 +70,7 @@ def start_parent(uri: str, experiment: str, artifact_root: str, run_id: str | No
             pass
         else:
             # the runs of trials the sweep's death interrupted (their processes are gone: the trials are retried)
-            _end_dangling_trial_runs(client, run_id, {}, "the sweep died while it ran")
+            _end_dangling_trial_runs(client, run_id, failures, "the sweep died while it ran")
             return run_id
     from mlflow.entities import Param
 
@@ -159,7 +162,7 @@ def start_sweep_run(
         sweep_dir=str(config.hydra.sweep.dir),
     )
     name = f"sweep {Path(str(config.hydra.sweep.dir)).name}"
-    run_id = start_parent(uri, experiment, artifact_root, state.parent_run_id, name, params)
+    run_id = start_parent(uri, experiment, artifact_root, state.parent_run_id, name, params, _failures(state))
     state.parent_run_id = run_id
     return ParentRun(uri, run_id)
 
@@ -174,6 +177,10 @@ def log_best_so_far(parent: ParentRun, trial: int, best: float, ended: float) ->
 
 def finish_sweep_run(parent: ParentRun, state: SweepState, paths: dict[str, Path], status: str) -> None:
     """End the parent run with the sweep's output files and each failed trial's reason."""
-    failures = {t.number: t.error or "failed" for t in state.trials if t.status == "failed"}
     files = [str(paths[k]) for k in ("results", "parquet", "csv", "history")]
-    finish_parent(parent.uri, parent.run_id, files, failures, status)
+    finish_parent(parent.uri, parent.run_id, files, _failures(state), status)
+
+
+def _failures(state: SweepState) -> dict[int, str]:
+    """Each failed trial's reason, by trial number."""
+    return {t.number: t.error or "failed" for t in state.trials if t.status == "failed"}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,8 +133,6 @@ class SweepLock:
 
 
 def _owner_record() -> dict[str, Any]:
-    import time
-
     from qframe.launch.lifecycle import host
 
     return {"pid": os.getpid(), "host": host(), "since": time.strftime("%Y-%m-%d %H:%M:%S %Z")}

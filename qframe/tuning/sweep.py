@@ -10,8 +10,8 @@
   completed trials are kept, job numbers continue, ``n_trials`` is the total, and a trial that was running when the
   sweep died is retried once, once its earlier process is gone (:mod:`~qframe.tuning.owners`). ``resume=true``
   finds the newest unfinished sweep of the same command (search space, fixed overrides, direction) under the sweeps
-  root. A sweep with nothing left to do under the current settings
-  (finished, or stopped by ``max_failure_rate``) is reported and left exactly as it is.
+  root. A sweep with nothing left to do under the current settings (finished, or stopped by ``max_failure_rate``) is
+  reported and left exactly as it is.
 * Lifecycle: a sweep dir is locked while a sweep runs in it; trials die with the sweep (process groups, the
   parent-death signal: :mod:`qframe.launch.lifecycle`); SIGTERM stops a sweep as Ctrl-C does
   (:mod:`~qframe.tuning.interrupts`).
@@ -28,6 +28,7 @@ objective, search space and sweep dir in Hydra's config (:mod:`~qframe.tuning.sw
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ class HyperoptSweep:
         except KeyboardInterrupt as exc:
             if debug:
                 raise
-            interrupted = exc if isinstance(exc, SweepInterrupted) else SweepInterrupted(2)
+            interrupted = exc if isinstance(exc, SweepInterrupted) else SweepInterrupted(signal.SIGINT)
             where = (
                 f"; its state is saved: continue it with the same command and hydra.sweep.dir={self.running_in}"
                 if self.running_in is not None
