@@ -146,8 +146,8 @@ def test_two_sweeps_of_one_dir_one_runs_the_other_gets_one_line(tmp_path):
     sweep = tmp_path / "sweep"
     args = [f"hydra.sweep.dir={sweep}", "sleep=1.5", "hydra.sweeper.n_trials=4"]
     procs = [start_toy(args, tmp_path, marker) for _ in range(2)]
-    outcomes = sorted(((p.wait(timeout=120), *p.communicate()) for p in procs), key=lambda o: o[0])
-    (ok, _, ok_err), (refused, _, refused_err) = outcomes
+    errs = [p.communicate(timeout=120)[1] for p in procs]  # reads the pipes to the end: no process blocks on them
+    (ok, ok_err), (refused, refused_err) = sorted(zip((p.returncode for p in procs), errs, strict=True))
     assert ok == 0, ok_err[-3000:]
     assert refused == 2, refused_err[-3000:]
     (line,) = refused_err.strip().splitlines()
