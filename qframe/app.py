@@ -43,6 +43,14 @@ def _launch_dir() -> str:
 if not OmegaConf.has_resolver("qframe.cwd"):
     OmegaConf.register_new_resolver("qframe.cwd", _launch_dir)
 
+# this process's id, taken once: forked jobs inherit it, so a job resolves its sweep's directory, not one of its own
+_LAUNCH_PID = str(os.getpid())
+
+# `hydra.run.dir` / `hydra.sweep.dir` end in `${now:%H-%M-%S}-${qframe.pid:}` (conf/config.yaml): two qframe
+# processes started in the same second get directories of their own; cached in the config like Hydra's `now`
+if not OmegaConf.has_resolver("qframe.pid"):
+    OmegaConf.register_new_resolver("qframe.pid", lambda: _LAUNCH_PID, use_cache=True)
+
 
 def _is_multirun() -> bool:
     from hydra.core.hydra_config import HydraConfig

@@ -58,5 +58,8 @@ class QFrameLauncher(Launcher):
     def running(self) -> int:
         return self.impl.running()
 
+    def pid(self, idx: int) -> int | None:
+        return self.impl.pid(idx)
+
     def kill_all(self) -> None:
         self.impl.kill_all()

@@ -12,6 +12,10 @@ per set of structural overrides, :mod:`qframe.launch.compose`) and, for a task f
 A child sends one message back over a pipe: ``("ok", value)`` or ``("error", "Type: message")``. A child that dies
 without a message died by a signal (segfault, OOM kill, ``kill -9``) or exited hard; one that outlives its timeout is
 killed. Either way the job is reported FAILED with the reason.
+
+Each child leads its own process group and dies with the parent (:mod:`qframe.launch.lifecycle`): a kill (timeout,
+the sweep stopping) kills the job's whole group, what the job started included, and a parent killed by any means
+takes its children with it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from qframe.launch.compose import JobComposer, PlannedJob
+from qframe.launch.lifecycle import bind_to_parent, kill_group, lead_group, signals_held
 from qframe.launch.protocols import ForkAwareTask
 
 log = logging.getLogger("qframe.launch")
@@ -82,8 +87,11 @@ def preload(modules: Sequence[str]) -> None:
             pass
 
 
-def _child_main(conn: Any, hydra_context: Any, task_function: Any, job: PlannedJob, idx: int, fast_path: bool) -> None:
+def _child_main(
+    conn: Any, hydra_context: Any, task_function: Any, job: PlannedJob, idx: int, fast_path: bool, parent_pid: int
+) -> None:
     """Body of a job's child process: finish the job's config, run it as Hydra's ``run_job`` would, report."""
+    bind_to_parent(parent_pid)
     status, payload, working_dir = "error", "no result", None
     try:
         from hydra.core.utils import setup_globals
@@ -152,14 +160,16 @@ class ForkRunner:
         parent_conn, child_conn = self.ctx.Pipe(duplex=False)
         process = self.ctx.Process(
             target=_child_main,
-            args=(child_conn, self.hydra_context, self.task_function, job, idx, self.fast_path),
+            args=(child_conn, self.hydra_context, self.task_function, job, idx, self.fast_path, os.getpid()),
             name=f"qframe-job-{idx}",
             daemon=False,
         )
         # the child's garbage collector would otherwise walk (and so copy, page by page) every object of this
         # process: the whole imported stack and the preloaded inputs
         gc.freeze()
-        process.start()
+        with signals_held():
+            process.start()
+            lead_group(process.pid)
         child_conn.close()
         self.running[idx] = _Running(idx, list(overrides), process, parent_conn, started, timeout)
         return started
@@ -217,12 +227,17 @@ class ForkRunner:
                 wait = min(wait, max(0.0, job.started + job.timeout - now))
         return max(wait, 0.01)
 
+    def pid(self, idx: int) -> int | None:
+        """The process id of running job ``idx`` (the leader of its process group)."""
+        job = self.running.get(idx)
+        return job.process.pid if job is not None else None
+
     def _kill_overdue(self) -> None:
         now = time.time()
         for job in self.running.values():
             if job.timeout and not job.killed_for_timeout and now - job.started > job.timeout:
                 job.killed_for_timeout = True
-                job.process.kill()
+                kill_group(job.process.pid)
 
     def _collect(self) -> list[Finished]:
         """Jobs that reported (their process may still be exiting: it is reaped later) or died without a report."""
@@ -272,7 +287,7 @@ class ForkRunner:
         still = []
         for process, deadline in self.exiting:
             if process.is_alive() and now > deadline:
-                process.kill()
+                kill_group(process.pid)
             if process.is_alive():
                 still.append((process, deadline))
             else:
@@ -282,15 +297,14 @@ class ForkRunner:
     def kill_all(self) -> None:
         """Kill every running child (the sweep is stopping) and wait for those still exiting."""
         for job in self.running.values():
-            if job.process.is_alive():
-                job.process.kill()
+            kill_group(job.process.pid)  # the group outlives a job's exit while what it started still runs
         for job in self.running.values():
             job.process.join(5)
         self.running.clear()
         for process, _ in self.exiting:
             process.join(EXIT_GRACE)
             if process.is_alive():
-                process.kill()
+                kill_group(process.pid)
                 process.join(5)
         self.exiting = []
 

@@ -53,6 +53,9 @@ class ForkLauncher:
     def running(self) -> int:
         return len(self.runner.running)
 
+    def pid(self, idx: int) -> int | None:
+        return self.runner.pid(idx)
+
     def kill_all(self) -> None:
         self.runner.kill_all()
 

@@ -45,5 +45,8 @@ class JobSubmitter(Protocol):
     def running(self) -> int:
         """How many submitted jobs have not finished."""
 
+    def pid(self, idx: int) -> int | None:
+        """The process id of running job ``idx`` on this host (the leader of its process group), None: unknown."""
+
     def kill_all(self) -> None:
         """Kill every running job and wait for those still exiting."""

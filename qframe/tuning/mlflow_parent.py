@@ -52,8 +52,11 @@ def _released(fn: Callable) -> Callable:
 
 
 @_released
-def start_parent(uri: str, experiment: str, artifact_root: str, run_id: str | None, name: str, params: dict) -> str:
-    """Create (or reopen, on resume) the sweep's parent run; returns its id."""
+def start_parent(
+    uri: str, experiment: str, artifact_root: str, run_id: str | None, name: str, params: dict, failures: dict
+) -> str:
+    """Create (or reopen, on resume) the sweep's parent run; returns its id. Reopened, the trial runs its death left
+    RUNNING are ended (``failures``: the failed trials' reasons)."""
     from mlflow.tracking import MlflowClient
 
     from qframe.core import tracking
@@ -63,9 +66,12 @@ def start_parent(uri: str, experiment: str, artifact_root: str, run_id: str | No
     if run_id:
         try:
             client.update_run(run_id, status="RUNNING")
-            return run_id
         except Exception:  # noqa: BLE001 - a deleted/unknown parent: start a new one
             pass
+        else:
+            # the runs of trials the sweep's death interrupted (their processes are gone: the trials are retried)
+            _end_dangling_trial_runs(client, run_id, failures, "the sweep died while it ran")
+            return run_id
     from mlflow.entities import Param
 
     run = client.create_run(experiment_id, run_name=name, tags={"qframe.kind": "sweep"})
@@ -87,28 +93,38 @@ def log_best(uri: str, run_id: str, step: int, value: float, timestamp: float) -
 
 @_released
 def finish_parent(uri: str, run_id: str, files: list[str], failures: dict, status: str) -> None:
-    """Log the sweep's files, fail dangling trial runs, end the parent."""
+    """Log the sweep's files, end dangling trial runs, end the parent."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
     for path in files:
         if Path(path).is_file():
             client.log_artifact(run_id, path)
-    # a trial process killed by a signal or a timeout could not end its own run
+    interrupted = "the sweep was stopped while it ran" if status == "KILLED" else None
+    _end_dangling_trial_runs(client, run_id, failures, interrupted)
+    client.set_terminated(run_id, status)
+
+
+def _end_dangling_trial_runs(client: Any, run_id: str, failures: dict, interrupted: str | None) -> None:
+    """End the trial runs left RUNNING under ``run_id``: a trial process killed by a signal or a timeout could not
+    end its own. A failed trial's run is FAILED with its reason; an interrupted one's (``interrupted``: why; the
+    trial runs again when the sweep is resumed) is KILLED."""
     parent = client.get_run(run_id)
     children = client.search_runs(
         [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'", max_results=5000
     )
     for child in children:
         trial = child.data.tags.get("qframe.trial")
+        reason = failures.get(int(trial)) if trial is not None else None
         if child.info.status == "RUNNING":  # nothing runs once the sweep ends: this trial's process died
-            reason = failures.get(int(trial)) if trial is not None else None
+            if reason is None and interrupted:
+                client.set_tag(child.info.run_id, "qframe.error", f"interrupted: {interrupted}")
+                client.set_terminated(child.info.run_id, "KILLED")
+                continue
             client.set_tag(child.info.run_id, "qframe.error", (reason or "the trial's process died")[:5000])
             client.set_terminated(child.info.run_id, "FAILED")
-        elif child.info.status == "FAILED" and trial is not None and int(trial) in failures:
-            if "qframe.error" not in child.data.tags:
-                client.set_tag(child.info.run_id, "qframe.error", failures[int(trial)][:5000])
-    client.set_terminated(run_id, status)
+        elif child.info.status == "FAILED" and reason is not None and "qframe.error" not in child.data.tags:
+            client.set_tag(child.info.run_id, "qframe.error", reason[:5000])
 
 
 def tracking_target(config: Any, settings: SweepSettings) -> tuple[str, str, str] | None:
@@ -146,7 +162,7 @@ def start_sweep_run(
         sweep_dir=str(config.hydra.sweep.dir),
     )
     name = f"sweep {Path(str(config.hydra.sweep.dir)).name}"
-    run_id = start_parent(uri, experiment, artifact_root, state.parent_run_id, name, params)
+    run_id = start_parent(uri, experiment, artifact_root, state.parent_run_id, name, params, _failures(state))
     state.parent_run_id = run_id
     return ParentRun(uri, run_id)
 
@@ -161,6 +177,10 @@ def log_best_so_far(parent: ParentRun, trial: int, best: float, ended: float) ->
 
 def finish_sweep_run(parent: ParentRun, state: SweepState, paths: dict[str, Path], status: str) -> None:
     """End the parent run with the sweep's output files and each failed trial's reason."""
-    failures = {t.number: t.error or "failed" for t in state.trials if t.status == "failed"}
     files = [str(paths[k]) for k in ("results", "parquet", "csv", "history")]
-    finish_parent(parent.uri, parent.run_id, files, failures, status)
+    finish_parent(parent.uri, parent.run_id, files, _failures(state), status)
+
+
+def _failures(state: SweepState) -> dict[int, str]:
+    """Each failed trial's reason, by trial number."""
+    return {t.number: t.error or "failed" for t in state.trials if t.status == "failed"}

@@ -15,7 +15,7 @@ from typing import Any
 from qframe.core.errors import ConfigError, QFrameError
 from qframe.tuning.settings import SweepSettings
 from qframe.tuning.space import Space
-from qframe.tuning.state import STATE_FILE, SweepState, Trial, is_running
+from qframe.tuning.state import STATE_FILE, SweepState, Trial, is_running, running_elsewhere
 
 
 @dataclass
@@ -49,15 +49,9 @@ class StateChooser:
         """The state in ``sweep_dir``, the one ``resume=true`` found, or a new one."""
         path = sweep_dir / STATE_FILE
         if path.is_file():
-            state = SweepState.load(path)
-            why = self.mismatch(state)
-            if why:
-                raise ConfigError(
-                    f"cannot resume the sweep in {path.parent}: {why}; use a new hydra.sweep.dir or the same command"
-                )
             if is_running(sweep_dir):
-                raise ConfigError(f"the sweep in {sweep_dir} is running in another process; wait for it to end")
-            return ChosenState(state, path, True)
+                raise ConfigError(running_elsewhere(sweep_dir))
+            return ChosenState(self._load(path), path, True)
         if self.settings.resume:
             found = self._find_resumable(sweep_dir)
             return ChosenState(found.state, found.path, True)
@@ -66,6 +60,22 @@ class StateChooser:
         recorded = {"algo": s.algo, "direction": s.direction, "seed": s.seed}
         new = SweepState(self.space.signature(), self.space.describe(), list(self.space.fixed), recorded)
         return ChosenState(new, path, False)
+
+    def reread(self, chosen: ChosenState) -> ChosenState:
+        """``chosen`` read again now that this process holds the sweep's lock: the state another process wrote since
+        the first read (two sweeps of one dir started at once) is continued, not overwritten."""
+        if not chosen.path.is_file():
+            return chosen
+        return ChosenState(self._load(chosen.path), chosen.path, True)
+
+    def _load(self, path: Path) -> SweepState:
+        state = SweepState.load(path)
+        why = self.mismatch(state)
+        if why:
+            raise ConfigError(
+                f"cannot resume the sweep in {path.parent}: {why}; use a new hydra.sweep.dir or the same command"
+            )
+        return state
 
     def mismatch(self, state: SweepState) -> str | None:
         """Why ``state`` is not a sweep of this command (search space, fixed overrides, direction), or None."""

@@ -4,13 +4,18 @@ Written after every finished trial by atomic replace (write a temporary file, fs
 any moment leaves either the previous or the new state, never a torn file. A resumed sweep reads it back.
 
 A running sweep holds a lock on ``.sweep.lock`` in its directory (``flock``: the kernel releases it when the
-process dies, ``kill -9`` included), so that a resume never continues a sweep that is still running elsewhere.
+process dies, ``kill -9`` included), so that a resume never continues a sweep that is still running elsewhere. The
+file names its owner (PID, host, since when) for the one line another process gets; a lock whose owner died is free,
+and the next sweep takes it over. Each running trial records its owner too (:class:`Trial` ``owner``): the sweep's
+PID and host, the trial process's PID and kernel start time, so that a resumed sweep can tell whether the process of
+an interrupted trial still lives.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +43,7 @@ class Trial:
     ended: float | None = None
     attempts: int = 1
     working_dir: str | None = None
+    owner: dict[str, Any] | None = None  # while running: {host, sweep_pid, pid, pid_started, since} (None: unknown)
 
     @property
     def duration(self) -> float | None:
@@ -101,9 +107,10 @@ class SweepLock:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(self.fd)
-            raise ConfigError(
-                f"the sweep in {sweep_dir} is running in another process; wait for it to end (or stop it)"
-            ) from None
+            raise ConfigError(running_elsewhere(sweep_dir)) from None
+        # ours now; a previous owner's record (a dead process: the kernel freed its lock) is replaced
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, json.dumps(_owner_record()).encode(), 0)
         SweepLock._held.append(self.fd)
         if not SweepLock._hooked:
             SweepLock._hooked = True
@@ -123,6 +130,25 @@ class SweepLock:
             except OSError:
                 pass
         SweepLock._held = []
+
+
+def _owner_record() -> dict[str, Any]:
+    from qframe.launch.lifecycle import host
+
+    return {"pid": os.getpid(), "host": host(), "since": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+
+def running_elsewhere(sweep_dir: Path) -> str:
+    """The one line for a sweep dir another process's sweep holds: who holds it, since when, what to do."""
+    try:
+        owner = json.loads((sweep_dir / LOCK_FILE).read_text())
+        who = f"PID {owner['pid']} on {owner['host']}, since {owner['since']}"
+    except (OSError, ValueError, TypeError, KeyError):
+        who = "owner unknown"
+    return (
+        f"the sweep in {sweep_dir} is running in another process ({who}); wait for it to end or stop it, "
+        "or give this sweep another hydra.sweep.dir"
+    )
 
 
 def is_running(sweep_dir: Path) -> bool:

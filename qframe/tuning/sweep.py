@@ -8,9 +8,13 @@
   ``max_failure_rate * n_trials`` failures stop the sweep (with every output written).
 * Resume: the state is saved after every trial; a sweep started on a directory holding a state continues it:
   completed trials are kept, job numbers continue, ``n_trials`` is the total, and a trial that was running when the
-  sweep died is retried once. ``resume=true`` finds the newest unfinished sweep of the same command (search space,
-  fixed overrides, direction) under the sweeps root. A sweep with nothing left to do under the current settings
-  (finished, or stopped by ``max_failure_rate``) is reported and left exactly as it is.
+  sweep died is retried once, once its earlier process is gone (:mod:`~qframe.tuning.owners`). ``resume=true``
+  finds the newest unfinished sweep of the same command (search space, fixed overrides, direction) under the sweeps
+  root. A sweep with nothing left to do under the current settings (finished, or stopped by ``max_failure_rate``) is
+  reported and left exactly as it is.
+* Lifecycle: a sweep dir is locked while a sweep runs in it; trials die with the sweep (process groups, the
+  parent-death signal: :mod:`qframe.launch.lifecycle`); SIGTERM stops a sweep as Ctrl-C does
+  (:mod:`~qframe.tuning.interrupts`).
 * Threads: with ``k`` trials at a time on ``c`` cores, each trial's model gets ``max(1, c // k)`` threads unless
   ``model.num_threads`` is set (:mod:`qframe.launch.threads`).
 
@@ -24,11 +28,13 @@ objective, search space and sweep dir in Hydra's config (:mod:`~qframe.tuning.sw
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from qframe.core.errors import QFrameError
+from qframe.tuning.interrupts import SweepInterrupted, signals_interrupt
 from qframe.tuning.mlflow_parent import ParentRun
 from qframe.tuning.resume import ChosenState, StateChooser
 from qframe.tuning.settings import SweepSettings
@@ -44,6 +50,7 @@ class HyperoptSweep:
         self.config: Any = None
         self.hydra_context: Any = None
         self.task_function: Any = None
+        self.running_in: Path | None = None  # the sweep dir, once this process holds it
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
         self.config = config
@@ -51,14 +58,28 @@ class HyperoptSweep:
         self.task_function = task_function
 
     def sweep(self, arguments: list[str]) -> Any:
-        """Run the sweep of ``arguments``; a user's error is one line and exit status 2 (``QFRAME_DEBUG``: raised)."""
+        """Run the sweep of ``arguments``; a user's error is one line and exit status 2 (``QFRAME_DEBUG``: raised);
+        SIGINT or SIGTERM stops it with one line and the signal's exit status."""
+        debug = os.environ.get("QFRAME_DEBUG", "").lower() in ("1", "true", "yes")
         try:
-            return self._sweep(list(arguments))
+            with signals_interrupt():
+                return self._sweep(list(arguments))
         except QFrameError as exc:
-            if os.environ.get("QFRAME_DEBUG", "").lower() in ("1", "true", "yes"):
+            if debug:
                 raise
             print(f"qframe: error: {exc}", file=sys.stderr)
             sys.exit(2)
+        except KeyboardInterrupt as exc:
+            if debug:
+                raise
+            interrupted = exc if isinstance(exc, SweepInterrupted) else SweepInterrupted(signal.SIGINT)
+            where = (
+                f"; its state is saved: continue it with the same command and hydra.sweep.dir={self.running_in}"
+                if self.running_in is not None
+                else ""
+            )
+            print(f"qframe: sweep stopped by {interrupted}{where}", file=sys.stderr)
+            sys.exit(interrupted.exit_status)
 
     def _sweep(self, arguments: list[str]) -> None:
         from qframe.tuning.optimizer import resolve_backend
@@ -71,23 +92,36 @@ class HyperoptSweep:
         space = search_space(settings, arguments, objective_override)
         chooser = StateChooser(self.config, settings, space)
         chosen = chooser.choose(Path(str(self.config.hydra.sweep.dir)))
+        if self._nothing_to_do(chooser, chosen, objective):
+            return
         sweep_dir = chosen.path.parent
-        if chosen.resumed:
-            outcome = chooser.outcome(chosen.state, sweep_dir)
-            if outcome is not None:
-                chooser.report_nothing_to_do(chosen.state, sweep_dir, objective, outcome)
-                return
-        # imports hyperopt (~2 s): not for a sweep with nothing to do
-        algorithm = resolve_backend(settings.algo, settings.n_startup_trials)
-        if sweep_dir != Path(str(self.config.hydra.sweep.dir)):
-            # resume=true found the sweep elsewhere: every job is composed into that directory
-            move_sweep_dir(self.config, sweep_dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         lock = SweepLock(sweep_dir)
         try:
+            # what a process that held the lock until now wrote (the same command started twice at once)
+            chosen = chooser.reread(chosen)
+            if self._nothing_to_do(chooser, chosen, objective):
+                return
+            # imports hyperopt (~2 s): not for a sweep with nothing to do
+            algorithm = resolve_backend(settings.algo, settings.n_startup_trials)
+            if sweep_dir != Path(str(self.config.hydra.sweep.dir)):
+                # resume=true found the sweep elsewhere: every job is composed into that directory
+                move_sweep_dir(self.config, sweep_dir)
+            self.running_in = sweep_dir
             self._run(chosen, space, objective, algorithm)
         finally:
             lock.release()
+
+    @staticmethod
+    def _nothing_to_do(chooser: StateChooser, chosen: ChosenState, objective: str | None) -> bool:
+        """A resumed sweep that is finished or stopped: reported (nothing is written); True."""
+        if not chosen.resumed:
+            return False
+        outcome = chooser.outcome(chosen.state, chosen.path.parent)
+        if outcome is None:
+            return False
+        chooser.report_nothing_to_do(chosen.state, chosen.path.parent, objective, outcome)
+        return True
 
     def _run(self, chosen: ChosenState, space: Space, objective: str | None, algorithm: Any) -> None:
         from omegaconf import OmegaConf
@@ -96,6 +130,7 @@ class HyperoptSweep:
         from qframe.tuning.mlflow_parent import start_sweep_run
         from qframe.tuning.optimizer import Optimizer
         from qframe.tuning.outputs import Progress, report_done
+        from qframe.tuning.owners import stop_leftovers
         from qframe.tuning.resume import restore_history, resuming_line
         from qframe.tuning.trials import TrialLoop
 
@@ -103,6 +138,7 @@ class HyperoptSweep:
         sweep_dir = state_path.parent
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         optimizer = Optimizer(space, algorithm, settings.seed)
+        stop_leftovers(state)  # an interrupted trial is retried only once its earlier process is gone
         retry = restore_history(state, optimizer, settings)
         launch = start_launcher(self.hydra_context, self.task_function, self.config, settings, space)
         tracking = start_sweep_run(self.config, settings, state, space, objective)

@@ -16,6 +16,7 @@ from typing import Any
 from qframe.launch.protocols import JobSubmitter
 from qframe.tuning.launching import TrialLauncher
 from qframe.tuning.mlflow_parent import ParentRun
+from qframe.tuning.owners import trial_owner
 from qframe.tuning.settings import SweepSettings
 from qframe.tuning.space import Space, format_value
 from qframe.tuning.state import SweepState, Trial
@@ -65,6 +66,7 @@ class TrialLoop:
                 trial = self._new_trial()
                 trial.status = "running"
                 trial.started = submitter.submit(self._overrides(self.space, trial), trial.job, timeout)
+                trial.owner = trial_owner(submitter, trial.job)  # a resumed sweep checks this process is gone
                 by_job[trial.job] = trial
                 self.state.save(self.state_path)
             if not by_job:
@@ -133,6 +135,7 @@ class TrialLoop:
         objective, why = _objective_value(value) if ok else (None, _first_line(error))
         trial.ended = ended
         trial.working_dir = working_dir
+        trial.owner = None  # its process is done
         if objective is None:
             trial.status, trial.error, trial.value = "failed", why, None
             self.optimizer.tell(trial.number, None)

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import subprocess
 import time
 
 import hydra
@@ -31,6 +32,12 @@ def main(cfg: DictConfig):
     if mode == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     if mode == "hang":
+        time.sleep(60)
+    if mode == "spawn_hang":  # a process of its own (the job's group), then a hang
+        child = subprocess.Popen(["sleep", "60"])
+        if cfg.log:
+            with open(cfg.log, "a") as fh:
+                fh.write(f"spawned {job} {child.pid}\n")
         time.sleep(60)
     value = (cfg.x - 0.3) ** 2 + (cfg.y + 0.2) ** 2 + (0.0 if cfg.c == "b" else 0.5)
     if cfg.log:
