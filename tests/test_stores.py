@@ -7,7 +7,6 @@ tests fail then, loudly; they skip only on a machine without PostgreSQL (tests/t
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import urllib.parse
@@ -50,18 +49,12 @@ def database(postgres) -> str:
         yield uri
 
 
-def _env() -> dict[str, str]:
-    out = {k: v for k, v in os.environ.items() if not k.startswith(("QFRAME_", "MLFLOW_TRACKING"))}
-    out["MLFLOW_DISABLE_TELEMETRY"] = "true"
-    return out
-
-
 def qframe(args: list[str], cwd: Path) -> subprocess.Popen:
     cwd.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
         [sys.executable, "-m", "qframe", *args],
         cwd=cwd,
-        env=_env(),
+        env=services.qframe_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -191,3 +184,19 @@ def test_tracking_server_without_served_artifacts_uses_the_workdir(tmp_path, dat
     root = (tmp_path / "run" / ".qframe" / "artifacts" / "qframe").as_uri()
     assert run.info.artifact_uri.startswith(root), run.info.artifact_uri
     assert (Path(urllib.parse.urlparse(run.info.artifact_uri).path) / "config.yaml").is_file()
+
+
+def test_artifact_root_places_a_new_experiments_artifacts_for_runs_and_sweeps(tmp_path):
+    """``artifact_root=<dir>`` (any store; sqlite here): a sweep's parent and trials, and a single run of the same
+    experiment, keep their artifacts in ``<dir>/<experiment>``."""
+    from qframe.core.context import locate
+
+    assert locate({"workdir": str(tmp_path)}).artifact_root == tmp_path.resolve() / "artifacts"
+    assert locate({"workdir": str(tmp_path), "artifact_root": "~/a"}).artifact_root == (Path.home() / "a").resolve()
+    root = tmp_path / "shared artifacts"
+    finish([qframe([*SWEEP, *SMALL, f"artifact_root={root}"], tmp_path / "run")])
+    finish([qframe([*SMALL, f"artifact_root={root}"], tmp_path / "run")])
+    runs = recorded_runs(f"sqlite:///{tmp_path / 'run' / '.qframe' / 'mlflow.db'}")
+    check_runs(runs, singles=1, sweeps=1, trials=2)
+    assert all(r.info.artifact_uri.startswith((root / "qframe").as_uri()) for r in runs), runs
+    assert len(list(root.rglob("config.yaml"))) == 3

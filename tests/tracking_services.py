@@ -30,6 +30,13 @@ POSTGRES_PROGRAMS = ("postgres", "pg_ctl", "pg_ctlcluster", "psql")
 SERVER_START_TIMEOUT = 90
 
 
+def qframe_env() -> dict[str, str]:
+    """This environment less qframe's and MLflow's tracking variables: a qframe process told only its arguments."""
+    out = {k: v for k, v in os.environ.items() if not k.startswith(("QFRAME_", "MLFLOW_TRACKING"))}
+    out["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    return out
+
+
 def postgres_missing() -> str | None:
     """None when PostgreSQL answers at :data:`ADMIN_URI`; else why, prefixed ``not installed:`` only when no
     PostgreSQL program is on this machine (a developer's laptop), so a caller may skip just then."""
