@@ -32,6 +32,9 @@ DRIVERS = {
     "pyodbc": ("SQL Server", "pip install pyodbc"),
 }
 
+#: stores whose artifacts qframe places: files, sqlite, and the databases MLflow's SQL store supports
+LOCAL_SCHEMES = ("file", "sqlite", "postgresql", "mysql", "mssql")
+
 
 def scheme(uri: str) -> str:
     """The store's kind of URI: ``postgresql`` for ``postgresql+psycopg://...``, ``file`` for a bare path."""
@@ -41,11 +44,8 @@ def scheme(uri: str) -> str:
     return head.split("+", 1)[0].lower()
 
 
-#: stores whose artifacts qframe places: files, sqlite, and the databases MLflow's SQL store supports
-LOCAL_SCHEMES = ("file", "sqlite", "postgresql", "mysql", "mssql")
-
-
 def is_server(uri: str) -> bool:
+    """A tracking server's URI (``http(s)://host:port``)."""
     return scheme(uri) in ("http", "https")
 
 
