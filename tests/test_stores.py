@@ -62,8 +62,14 @@ def qframe(args: list[str], cwd: Path) -> subprocess.Popen:
 
 
 def finish(procs: list[subprocess.Popen]) -> None:
-    """Wait for every process; each must have exited 0."""
-    outputs = [p.communicate(timeout=TIMEOUT)[0] for p in procs]
+    """Wait for every process; each must have exited 0. None is left running, whatever happens."""
+    try:
+        outputs = [p.communicate(timeout=TIMEOUT)[0] for p in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     for proc, out in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, f"{proc.args} exited {proc.returncode}:\n{out[-4000:]}"
 
