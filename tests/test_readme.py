@@ -826,7 +826,7 @@ def test_every_block_language_is_known():
 
 def test_commands_are_found():
     files = {c.where.split(":")[0] for c, _ in COMMANDS} | {w.split(":")[0] for c, _ in COMMANDS for w in c.also}
-    assert {"README.md", "docs/sweeps.md", "docs/torch.md", "docs/plugins.md"} <= files, files
+    assert {"README.md", "docs/sweeps.md", "docs/torch.md", "docs/plugins.md", "docs/tracking.md"} <= files, files
     assert any(c.output for c, _ in COMMANDS), "the README's error example ($ qframe ... / qframe: error: ...)"
 
 

@@ -31,10 +31,14 @@ class RunLocation:
     workdir: Path
     tracking_uri: str
     experiment: str
+    #: the config's ``artifact_root``; None: the work directory's ``artifacts/``
+    artifacts: Path | None = None
 
     @property
     def artifact_root(self) -> Path:
-        return self.workdir / "artifacts"
+        """Where new experiments keep their artifacts (``<artifact_root>/<experiment>``), unless a tracking server
+        serves them (:func:`qframe.core.stores.artifact_location`)."""
+        return self.artifacts or self.workdir / "artifacts"
 
     @property
     def cache_dir(self) -> Path:
@@ -46,13 +50,20 @@ def locate(cfg: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> 
 
     ``workdir`` defaults to ``./.qframe``; the tracking URI is the config's ``tracking_uri``, else
     ``MLFLOW_TRACKING_URI`` from ``environ`` (the caller's environment, given explicitly), else a sqlite store in
-    the work directory with an absolute path (a Hydra job may change directory).
+    the work directory with an absolute path (a Hydra job may change directory). ``artifact_root`` (a directory,
+    made absolute) overrides where new experiments keep their artifacts.
     """
     workdir = Path(str(cfg.get("workdir") or ".qframe")).expanduser().resolve()
     uri = cfg.get("tracking_uri") or (environ or {}).get(TRACKING_URI_ENV)
     if not uri:
         uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    return RunLocation(workdir, str(uri), str(cfg.get("experiment_name") or DEFAULT_EXPERIMENT))
+    artifacts = cfg.get("artifact_root")
+    return RunLocation(
+        workdir,
+        str(uri),
+        str(cfg.get("experiment_name") or DEFAULT_EXPERIMENT),
+        Path(str(artifacts)).expanduser().resolve() if artifacts else None,
+    )
 
 
 @dataclass(frozen=True)

@@ -25,29 +25,52 @@ os.environ.setdefault("MLFLOW_TELEMETRY_ENABLED", "false")
 from filelock import FileLock  # noqa: E402
 
 import qframe  # noqa: E402
-from qframe.core import sqlite_store  # noqa: E402
+from qframe.core import sqlite_store, stores  # noqa: E402
 from qframe.core.context import RunLocation, TrialIdentity  # noqa: E402
 
 
 def ensure_experiment(uri: str, experiment: str, artifact_root: Path) -> str:
-    """Create the store (once, under a lock) and the experiment; return the experiment id."""
+    """Create the store (once, under a lock) and the experiment; return the experiment id.
+
+    A new experiment's artifacts go to ``artifact_root / experiment`` (:func:`stores.artifact_location`), not to
+    ``./mlruns`` of the current directory. A database driver that is not installed is one ConfigError line.
+    """
+    try:
+        return _ensure_experiment(uri, experiment, artifact_root)
+    except ModuleNotFoundError as exc:  # MLflow's SQL store imports the driver when it first opens the store
+        error = stores.missing_driver(exc, uri)
+        if error is None:
+            raise
+        raise error from None
+
+
+def _ensure_experiment(uri: str, experiment: str, artifact_root: Path) -> str:
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     # mlflow installs its own INFO handler; schema-creation chatter is not news to a user
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    lock_dir = artifact_root.parent if uri.startswith("sqlite:") else Path.home() / ".cache" / "qframe"
+    db = sqlite_store.sqlite_file(uri)
+    # the lock serialises store creation on this machine (MLflow's schema migration is not safe to run twice)
+    lock_dir = db.parent if db is not None else Path.home() / ".cache" / "qframe"
     lock_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock_dir / "mlflow-store.lock")):
-        db = sqlite_store.sqlite_file(uri)
         if db is not None:
             sqlite_store.seed(db, artifact_root / "Default")  # a new store as a copy of a migrated empty one
         client = MlflowClient(tracking_uri=uri)
         found = client.get_experiment_by_name(experiment)
         if found is not None:
             return found.experiment_id
-        location = (artifact_root / experiment).resolve().as_uri() if uri.startswith(("sqlite:", "file:")) else None
-        return client.create_experiment(experiment, artifact_location=location)
+        location = stores.artifact_location(uri, experiment, artifact_root)
+        try:
+            return client.create_experiment(experiment, artifact_location=location)
+        except MlflowException:
+            # another machine created it since (a shared database or server: the lock is this machine's only)
+            found = client.get_experiment_by_name(experiment)
+            if found is None:
+                raise
+            return found.experiment_id
 
 
 def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

@@ -217,8 +217,8 @@ def run_workflow(
     """Run the whole workflow for ``cfg``; the MLflow run is FAILED if anything raises.
 
     ``context`` says where the run records and whether it is a sweep's trial (default: a single run located by
-    ``cfg``'s ``workdir``, ``tracking_uri`` and ``experiment_name``). Every component is built, and so checked,
-    before any data is read. ``progress`` hears of each stage.
+    ``cfg``'s ``workdir``, ``tracking_uri``, ``experiment_name`` and ``artifact_root``). Every component is built,
+    and so checked, before any data is read. ``progress`` hears of each stage.
     """
     from qframe.core import tracking
     from qframe.core.evaluation import risk_report, signal_analysis

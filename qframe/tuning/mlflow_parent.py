@@ -135,7 +135,7 @@ def tracking_target(config: Any, settings: SweepSettings) -> tuple[str, str, str
         return None
     from qframe.core.context import locate
 
-    keys = ("workdir", "tracking_uri", "experiment_name")
+    keys = ("workdir", "tracking_uri", "experiment_name", "artifact_root")
     # the trials' own derivation, from the same config and environment (the sweeper runs at the boundary)
     location = locate({k: OmegaConf.select(config, k, default=None) for k in keys}, os.environ)
     return location.tracking_uri, location.experiment, str(location.artifact_root)
