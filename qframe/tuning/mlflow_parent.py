@@ -85,30 +85,68 @@ def log_best(uri: str, run_id: str, step: int, value: float, timestamp: float) -
     MlflowClient(tracking_uri=uri).log_metric(run_id, "best objective", value, int(timestamp * 1000), step)
 
 
+class FailedTrial(NamedTuple):
+    """What the sweep recorded of a failed trial: its run must say the same."""
+
+    reason: str
+    params: dict[str, str]  # the trial's searched params, by config key
+
+
 @_released
-def finish_parent(uri: str, run_id: str, files: list[str], failures: dict, status: str) -> None:
-    """Log the sweep's files, fail dangling trial runs, end the parent."""
+def finish_parent(uri: str, run_id: str, files: list[str], failed: dict[int, FailedTrial], status: str) -> None:
+    """Log the sweep's files, make every failed trial's run agree with the sweep's record, end the parent."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
     for path in files:
         if Path(path).is_file():
             client.log_artifact(run_id, path)
-    # a trial process killed by a signal or a timeout could not end its own run
     parent = client.get_run(run_id)
     children = client.search_runs(
         [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'", max_results=5000
     )
+    latest: dict[int, Any] = {}  # a trial retried after the sweep died has a run per attempt: the last one counts
+    for child in sorted(children, key=lambda run: run.info.start_time or 0):
+        trial = child.data.tags.get("qframe.trial", "")
+        if trial.isdigit():
+            latest[int(trial)] = child
+    for number, record in failed.items():
+        run = latest.get(number)
+        if run is None:  # killed before it could start its run (while loading inputs, say)
+            _record_failed_trial(client, parent.info.experiment_id, run_id, number, record)
+        else:
+            _fail_run(client, run, record)
+    settled = {latest[number].info.run_id for number in failed if number in latest}
     for child in children:
-        trial = child.data.tags.get("qframe.trial")
-        if child.info.status == "RUNNING":  # nothing runs once the sweep ends: this trial's process died
-            reason = failures.get(int(trial)) if trial is not None else None
-            client.set_tag(child.info.run_id, "qframe.error", (reason or "the trial's process died")[:5000])
+        # nothing runs once the sweep ends: an earlier attempt of a trial, or one running when the sweep was stopped
+        if child.info.status == "RUNNING" and child.info.run_id not in settled:
+            client.set_tag(child.info.run_id, "qframe.error", "the trial's process died")
             client.set_terminated(child.info.run_id, "FAILED")
-        elif child.info.status == "FAILED" and trial is not None and int(trial) in failures:
-            if "qframe.error" not in child.data.tags:
-                client.set_tag(child.info.run_id, "qframe.error", failures[int(trial)][:5000])
     client.set_terminated(run_id, status)
+
+
+def _fail_run(client: Any, run: Any, record: FailedTrial) -> None:
+    """``run`` (a trial's) FAILED with the sweep's reason (NaN objective, killed by a signal or a timeout) and,
+    when its process died before logging them, the trial's params."""
+    from mlflow.entities import Param
+
+    if not run.data.params and record.params:
+        client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in record.params.items()])
+    logged = run.data.tags.get("qframe.error", "")
+    if logged.splitlines()[:1] != [record.reason]:  # keep a longer message that starts with the same reason
+        client.set_tag(run.info.run_id, "qframe.error", record.reason[:5000])
+    if run.info.status != "FAILED":
+        client.set_terminated(run.info.run_id, "FAILED")
+
+
+def _record_failed_trial(client: Any, experiment_id: str, parent_id: str, number: int, record: FailedTrial) -> None:
+    """A FAILED run for a trial that has none, nested under the parent, with the trial's params and reason."""
+    from mlflow.entities import Param
+
+    tags = {"mlflow.parentRunId": parent_id, "qframe.trial": str(number), "qframe.error": record.reason[:5000]}
+    run = client.create_run(experiment_id, run_name=f"trial {number}", tags=tags)
+    client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in record.params.items()])
+    client.set_terminated(run.info.run_id, "FAILED")
 
 
 def tracking_target(config: Any, settings: SweepSettings) -> tuple[str, str, str] | None:
@@ -160,7 +198,12 @@ def log_best_so_far(parent: ParentRun, trial: int, best: float, ended: float) ->
 
 
 def finish_sweep_run(parent: ParentRun, state: SweepState, paths: dict[str, Path], status: str) -> None:
-    """End the parent run with the sweep's output files and each failed trial's reason."""
-    failures = {t.number: t.error or "failed" for t in state.trials if t.status == "failed"}
+    """End the parent run with the sweep's output files; each failed trial's run FAILED with its reason and
+    params."""
+    failed = {
+        t.number: FailedTrial(t.error or "failed", {k.lstrip("+~"): str(v)[:6000] for k, v in t.params.items()})
+        for t in state.trials
+        if t.status == "failed"
+    }
     files = [str(paths[k]) for k in ("results", "parquet", "csv", "history")]
-    finish_parent(parent.uri, parent.run_id, files, failures, status)
+    finish_parent(parent.uri, parent.run_id, files, failed, status)
