@@ -16,20 +16,11 @@ import sys
 from pathlib import Path
 
 import yaml
+from test_sweep import SMALL  # the tiny LightGBM sweep of the end-to-end tests
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = ROOT / "tests" / "sweep_toy" / "toy_app.py"
 FIXTURE = ROOT / "tests" / "fixtures" / "qlib_small"
-SMALL = [
-    "dataset.n_instruments=40",
-    "dataset.n_days=320",
-    "strategy.topk=5",
-    "strategy.n_drop=1",
-    "model.num_boost_round=20",
-    "model.lambda_l1=1",
-    "model.lambda_l2=1",
-    "model.num_threads=1",
-]
 
 
 def env(tmp):

@@ -66,20 +66,35 @@ def check_space_keys(config: Any, space: Space) -> None:
     """Refuse a searched key the sweep's composed config does not have, before any trial (each trial would fail on
     it); the error names the closest keys. ``+key``/``++key`` add a key and are left to the trial (a component
     checks its own parameters); a key under a searched config group may exist only in the group's other options."""
-    from omegaconf import OmegaConf
-
     searched = {param.key for param in space.params}
     for param in space.params:
         key = param.key
         if key.startswith(("+", "~")) or "@" in key or any(key.startswith(f"{other}.") for other in searched):
             continue
-        missing = object()
-        if OmegaConf.select(config, key, default=missing) is not missing:
+        if _has_key(config, key):
             continue
         raise ConfigError(
             f"search space key {key} is not in the config; closest valid keys: {', '.join(closest_keys(config, key))}; "
             f"fix the key, or add a new key with ++{key}=..."
         )
+
+
+def _has_key(config: Any, key: str) -> bool:
+    """Whether the dotted ``key`` is in ``config``, a ``???`` (missing) value included; what cannot be told (an
+    interpolated or list node on the way) counts as there: the trial will say."""
+    from omegaconf import DictConfig
+
+    node = config
+    for part in key.split("."):
+        if not isinstance(node, DictConfig):
+            return True
+        if part not in node.keys():
+            return False
+        try:
+            node = node[part]
+        except Exception:  # noqa: BLE001 - a missing or unresolvable value: the key itself is there
+            return True
+    return True
 
 
 def closest_keys(config: Any, key: str) -> list[str]:
