@@ -188,3 +188,54 @@ def test_a_trial_killed_for_its_timeout_has_a_failed_run_with_its_params(tmp_pat
     for key, value in trial["params"].items():
         assert run.data.params[key.lstrip("+")] == str(value)
     assert not list(scratch(tmp_path).glob("qframe-artifacts-*"))
+
+
+def test_a_searched_key_is_there_when_its_value_is_missing_and_the_stop_is_worded_once():
+    from omegaconf import OmegaConf
+
+    from qframe.tuning.outputs import stop_report
+    from qframe.tuning.settings import SweepSettings
+    from qframe.tuning.state import SweepState, Trial
+    from qframe.tuning.sweep_config import _has_key, closest_keys
+
+    config = OmegaConf.create({"dataset": {"path": "???", "start": None}, "hydra": {"job": {}}})
+    assert _has_key(config, "dataset.path") and _has_key(config, "dataset.start")
+    assert not _has_key(config, "dataset.paths") and closest_keys(config, "dataset.paths")[0] == "dataset.path"
+    state = SweepState("sig", {}, [], {})
+    state.trials = [Trial(n, n, "failed", {}, {}, error="E: same") for n in range(2)]
+    state.trials.append(Trial(2, 2, "complete", {}, {}, value=1.0))
+    assert stop_report(state, SweepSettings(n_trials=4, max_failure_rate=0.5)) is None  # 2 of 4 is allowed
+    assert stop_report(state, SweepSettings(n_trials=4, max_failure_rate=0.25)) == (
+        "sweep stopped: 2 of 4 trials failed (1 complete), more than max_failure_rate=0.25 allows; most common "
+        "error (2 of 2): E: same"
+    )
+
+
+def test_a_trial_interrupted_with_the_sweep_has_a_killed_run(tmp_path):
+    import signal
+    import time
+
+    sweep = tmp_path / "sweep"
+    argv = [sys.executable, "-m", "qframe", "-m", f"hydra.sweep.dir={sweep}", "tuner=lightgbm"]
+    argv += ["hydra.sweeper.n_trials=1", *SMALL, "model.num_boost_round=100000", "model.early_stopping_rounds=100000"]
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=env(scratch(tmp_path)), stderr=subprocess.PIPE, text=True)
+    db = tmp_path / ".qframe" / "mlflow.db"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (db.is_file() and _children(db)):
+        time.sleep(0.5)  # the trial's run exists: it is fitting
+    proc.send_signal(signal.SIGINT)  # Ctrl-C, to the sweep process
+    proc.communicate(timeout=120)
+    (trial,) = trials(sweep)
+    assert trial["status"] == "running"  # interrupted: retried when the sweep resumes
+    (run,) = child_runs(tmp_path).values()
+    assert run.info.status == "KILLED" and "interrupted" in run.data.tags["qframe.error"]
+
+
+def _children(db):
+    import sqlite3
+
+    try:
+        with sqlite3.connect(db) as con:
+            return con.execute("select count(*) from tags where key = 'qframe.trial'").fetchone()[0]
+    except sqlite3.Error:
+        return 0

@@ -93,8 +93,11 @@ class FailedTrial(NamedTuple):
 
 
 @_released
-def finish_parent(uri: str, run_id: str, files: list[str], failed: dict[int, FailedTrial], status: str) -> None:
-    """Log the sweep's files, make every failed trial's run agree with the sweep's record, end the parent."""
+def finish_parent(
+    uri: str, run_id: str, files: list[str], failed: dict[int, FailedTrial], interrupted: set[int], status: str
+) -> None:
+    """Log the sweep's files, make every trial's run agree with the sweep's record (``failed``, and ``interrupted``:
+    running when the sweep was stopped, to be retried on resume), end the parent."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
@@ -117,9 +120,15 @@ def finish_parent(uri: str, run_id: str, files: list[str], failed: dict[int, Fai
         else:
             _fail_run(client, run, record)
     settled = {latest[number].info.run_id for number in failed if number in latest}
+    stopped = {latest[number].info.run_id for number in interrupted if number in latest}
     for child in children:
-        # nothing runs once the sweep ends: an earlier attempt of a trial, or one running when the sweep was stopped
-        if child.info.status == "RUNNING" and child.info.run_id not in settled:
+        # nothing runs once the sweep ends: a trial interrupted with the sweep, or an earlier attempt of a trial
+        if child.info.status != "RUNNING" or child.info.run_id in settled:
+            continue
+        if child.info.run_id in stopped:
+            client.set_tag(child.info.run_id, "qframe.error", "interrupted with the sweep (retried when it resumes)")
+            client.set_terminated(child.info.run_id, "KILLED")
+        else:
             client.set_tag(child.info.run_id, "qframe.error", "the trial's process died")
             client.set_terminated(child.info.run_id, "FAILED")
     client.set_terminated(run_id, status)
@@ -199,11 +208,12 @@ def log_best_so_far(parent: ParentRun, trial: int, best: float, ended: float) ->
 
 def finish_sweep_run(parent: ParentRun, state: SweepState, paths: dict[str, Path], status: str) -> None:
     """End the parent run with the sweep's output files; each failed trial's run FAILED with its reason and
-    params."""
+    params, each interrupted one's KILLED."""
     failed = {
         t.number: FailedTrial(t.error or "failed", {k.lstrip("+~"): str(v)[:6000] for k, v in t.params.items()})
         for t in state.trials
         if t.status == "failed"
     }
+    interrupted = {t.number for t in state.trials if t.status == "running"}
     files = [str(paths[k]) for k in ("results", "parquet", "csv", "history")]
-    finish_parent(parent.uri, parent.run_id, files, failed, status)
+    finish_parent(parent.uri, parent.run_id, files, failed, interrupted, status)

@@ -27,7 +27,7 @@ class SweepSettings:
     n_trials: int = 20
     # trials running at the same time (asynchronous slots with hydra/launcher=qframe)
     n_jobs: int = 1
-    # the sweep stops once more than max_failure_rate * n_trials trials have failed
+    # once more than max_failure_rate * n_trials trials failed, no trial starts; the running ones end, then it stops
     max_failure_rate: float = 0.5
     seed: int = 0
     # random trials before TPE starts modelling (null: hyperopt's default, 20)
