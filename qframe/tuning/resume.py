@@ -169,7 +169,7 @@ class StateChooser:
     def _refuse_or_hint(self, sweep_dir: Path) -> None:
         """Before a new sweep of this command: refuse when its newest sweep stopped for failures (the same trials
         would fail again); else, when it has an unfinished one, say how to continue that one instead."""
-        from qframe.tuning.outputs import stop_report
+        from qframe.tuning.outputs import FAILURE_FIX, stop_report
 
         try:
             _, mine, _, _ = self._candidates(sweep_dir)
@@ -179,9 +179,8 @@ class StateChooser:
             newest = mine[0]
             why = stop_report(newest.state, self.settings, newest.path.parent)
             raise QFrameError(
-                f"{why}; not starting another sweep of this command: fix the setting that fails, or raise "
-                "hydra.sweeper.max_failure_rate and add hydra.sweeper.resume=true to continue that one (a new "
-                "hydra.sweep.dir=<dir> starts a new sweep anyway)"
+                f"{why}; not starting another sweep of this command: {FAILURE_FIX} (a new hydra.sweep.dir=<dir> "
+                "starts a new sweep anyway)"
             )
         for candidate in mine:
             if candidate.outcome is None:
