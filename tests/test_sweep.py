@@ -327,6 +327,7 @@ def test_trials_on_a_batch_launcher_get_one_tracked_run_each(tmp_path):
         (["hydra/sweeper=hyperopt"], "the search space is empty"),
         (["hydra.sweeper.n_jobs=0"], "hydra.sweeper.n_jobs must be >= 1"),
         (["hydra.sweeper.algo=cmaes"], "unknown tuner_backend 'cmaes'; valid options: anneal, rand, tpe"),
+        (["model.nosuchkey=interval(0,1)"], "qframe: error: search space key model.nosuchkey is not in the config"),
     ],
 )
 def test_bad_sweep_input_is_one_line_before_any_trial(tmp_path, args, needle):
@@ -337,6 +338,9 @@ def test_bad_sweep_input_is_one_line_before_any_trial(tmp_path, args, needle):
     assert "Traceback" not in proc.stderr
     if "objective" in args[0]:
         assert "excess_return_with_cost.information_ratio" in proc.stderr  # the valid metrics are listed
+    if "nosuchkey" in args[0]:
+        (line,) = proc.stderr.strip().splitlines()  # one line, naming the closest keys and the fix
+        assert "closest valid keys: model." in line and "++model.nosuchkey=" in line, line
     assert not list(tmp_path.glob(".qframe/multirun/*/*/0"))  # no trial ran
 
 

@@ -148,9 +148,12 @@ def test_a_sweep_stopped_by_max_failure_rate_is_left_as_it_is_until_the_rate_all
     snapshot = files(sweep)
     again = toy([*command, "hydra.sweeper.max_failure_rate=0.4"], tmp_path)
     assert again.returncode == 2
+    # why it stopped (with its most common error) and what to change
     assert (
-        f"qframe: error: sweep {sweep} stopped: 3 of 6 trials failed, more than max_failure_rate=0.4 allows; "
-        "no trial completed; nothing to do (raise hydra.sweeper.max_failure_rate to continue it)"
+        f"qframe: error: sweep {sweep} stopped: 3 of 6 trials failed (0 complete), more than max_failure_rate=0.4 "
+        "allows; most common error (1 of 3): RuntimeError: planted failure in job 0; no trial completed; nothing to "
+        "do (fix the setting that fails, or raise hydra.sweeper.max_failure_rate and add hydra.sweeper.resume=true "
+        "to continue it)"
     ) in again.stderr
     assert files(sweep) == snapshot
     more = toy([*command, "hydra.sweeper.max_failure_rate=0.5"], tmp_path)

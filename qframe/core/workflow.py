@@ -10,7 +10,6 @@ import copy
 import inspect
 import logging
 import math
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -349,8 +348,9 @@ def run_workflow(
 
 def _log_artifacts(tracked, cfg, model, scores, report, daily_ic, mode, plots: bool) -> None:
     """The run's files: config, predictions, backtest report, daily IC, the model, and the plots if ``plots``."""
-    with tempfile.TemporaryDirectory(prefix="qframe-artifacts-") as tmp:
-        out = Path(tmp)
+    from qframe.core.scratch import artifact_dir
+
+    with artifact_dir() as out:
         # libyaml's emitter when PyYAML has it (~5x the pure-Python one)
         dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
         (out / "config.yaml").write_text(yaml.dump(cfg, Dumper=dumper, sort_keys=False))

@@ -51,12 +51,26 @@ def _released(fn: Callable) -> Callable:
     return wrapper
 
 
+class FailedTrial(NamedTuple):
+    """What the sweep recorded of a failed trial: its run must say the same."""
+
+    reason: str
+    params: dict[str, str]  # the trial's searched params, by config key
+
+
 @_released
 def start_parent(
-    uri: str, experiment: str, artifact_root: str, run_id: str | None, name: str, params: dict, failures: dict
+    uri: str,
+    experiment: str,
+    artifact_root: str,
+    run_id: str | None,
+    name: str,
+    params: dict,
+    failed: dict[int, FailedTrial],
+    interrupted: set[int],
 ) -> str:
-    """Create (or reopen, on resume) the sweep's parent run; returns its id. Reopened, the trial runs its death left
-    RUNNING are ended (``failures``: the failed trials' reasons)."""
+    """Create (or reopen, on resume) the sweep's parent run; returns its id. Reopened, the trial runs the sweep's
+    death left behind are made to agree with its record (``failed``; ``interrupted``: to be retried, KILLED)."""
     from mlflow.tracking import MlflowClient
 
     from qframe.core import tracking
@@ -70,7 +84,7 @@ def start_parent(
             pass
         else:
             # the runs of trials the sweep's death interrupted (their processes are gone: the trials are retried)
-            _end_dangling_trial_runs(client, run_id, failures, "the sweep died while it ran")
+            _settle_trial_runs(client, run_id, failed, interrupted, "the sweep died while it ran")
             return run_id
     from mlflow.entities import Param
 
@@ -92,39 +106,79 @@ def log_best(uri: str, run_id: str, step: int, value: float, timestamp: float) -
 
 
 @_released
-def finish_parent(uri: str, run_id: str, files: list[str], failures: dict, status: str) -> None:
-    """Log the sweep's files, end dangling trial runs, end the parent."""
+def finish_parent(
+    uri: str, run_id: str, files: list[str], failed: dict[int, FailedTrial], interrupted: set[int], status: str
+) -> None:
+    """Log the sweep's files, make every trial's run agree with the sweep's record (``failed``, and ``interrupted``:
+    running when the sweep was stopped, to be retried on resume), end the parent."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
     for path in files:
         if Path(path).is_file():
             client.log_artifact(run_id, path)
-    interrupted = "the sweep was stopped while it ran" if status == "KILLED" else None
-    _end_dangling_trial_runs(client, run_id, failures, interrupted)
+    _settle_trial_runs(client, run_id, failed, interrupted, "the sweep was stopped while it ran")
     client.set_terminated(run_id, status)
 
 
-def _end_dangling_trial_runs(client: Any, run_id: str, failures: dict, interrupted: str | None) -> None:
-    """End the trial runs left RUNNING under ``run_id``: a trial process killed by a signal or a timeout could not
-    end its own. A failed trial's run is FAILED with its reason; an interrupted one's (``interrupted``: why; the
-    trial runs again when the sweep is resumed) is KILLED."""
+def _settle_trial_runs(
+    client: Any, run_id: str, failed: dict[int, FailedTrial], interrupted: set[int], why_interrupted: str
+) -> None:
+    """Make the trial runs under ``run_id`` say what the sweep recorded: each failed trial's latest run FAILED with
+    the sweep's reason and the trial's params (a run created for a trial that died before starting one); an
+    interrupted trial's KILLED (``why_interrupted``); any other run still RUNNING (an earlier attempt of a retried
+    trial, whose process died) FAILED."""
     parent = client.get_run(run_id)
     children = client.search_runs(
         [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'", max_results=5000
     )
+    latest: dict[int, Any] = {}  # a trial retried after the sweep died has a run per attempt: the last one counts
+    for child in sorted(children, key=lambda run: run.info.start_time or 0):
+        trial = child.data.tags.get("qframe.trial", "")
+        if trial.isdigit():
+            latest[int(trial)] = child
+    for number, record in failed.items():
+        run = latest.get(number)
+        if run is None:  # killed before it could start its run (while loading inputs, say)
+            _record_failed_trial(client, parent.info.experiment_id, run_id, number, record)
+        else:
+            _fail_run(client, run, record)
+    settled = {latest[number].info.run_id for number in failed if number in latest}
+    stopped = {latest[number].info.run_id for number in interrupted if number in latest}
     for child in children:
-        trial = child.data.tags.get("qframe.trial")
-        reason = failures.get(int(trial)) if trial is not None else None
-        if child.info.status == "RUNNING":  # nothing runs once the sweep ends: this trial's process died
-            if reason is None and interrupted:
-                client.set_tag(child.info.run_id, "qframe.error", f"interrupted: {interrupted}")
-                client.set_terminated(child.info.run_id, "KILLED")
-                continue
-            client.set_tag(child.info.run_id, "qframe.error", (reason or "the trial's process died")[:5000])
+        # nothing runs once the sweep ends (or before a resumed one starts): these processes are gone
+        if child.info.status != "RUNNING" or child.info.run_id in settled:
+            continue
+        if child.info.run_id in stopped:
+            client.set_tag(child.info.run_id, "qframe.error", f"interrupted: {why_interrupted}")
+            client.set_terminated(child.info.run_id, "KILLED")
+        else:
+            client.set_tag(child.info.run_id, "qframe.error", "the trial's process died")
             client.set_terminated(child.info.run_id, "FAILED")
-        elif child.info.status == "FAILED" and reason is not None and "qframe.error" not in child.data.tags:
-            client.set_tag(child.info.run_id, "qframe.error", reason[:5000])
+
+
+def _fail_run(client: Any, run: Any, record: FailedTrial) -> None:
+    """``run`` (a trial's) FAILED with the sweep's reason (NaN objective, killed by a signal or a timeout) and,
+    when its process died before logging them, the trial's params."""
+    from mlflow.entities import Param
+
+    if not run.data.params and record.params:
+        client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in record.params.items()])
+    logged = run.data.tags.get("qframe.error", "")
+    if logged.splitlines()[:1] != [record.reason]:  # keep a longer message that starts with the same reason
+        client.set_tag(run.info.run_id, "qframe.error", record.reason[:5000])
+    if run.info.status != "FAILED":
+        client.set_terminated(run.info.run_id, "FAILED")
+
+
+def _record_failed_trial(client: Any, experiment_id: str, parent_id: str, number: int, record: FailedTrial) -> None:
+    """A FAILED run for a trial that has none, nested under the parent, with the trial's params and reason."""
+    from mlflow.entities import Param
+
+    tags = {"mlflow.parentRunId": parent_id, "qframe.trial": str(number), "qframe.error": record.reason[:5000]}
+    run = client.create_run(experiment_id, run_name=f"trial {number}", tags=tags)
+    client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in record.params.items()])
+    client.set_terminated(run.info.run_id, "FAILED")
 
 
 def tracking_target(config: Any, settings: SweepSettings) -> tuple[str, str, str] | None:
@@ -162,7 +216,7 @@ def start_sweep_run(
         sweep_dir=str(config.hydra.sweep.dir),
     )
     name = f"sweep {Path(str(config.hydra.sweep.dir)).name}"
-    run_id = start_parent(uri, experiment, artifact_root, state.parent_run_id, name, params, _failures(state))
+    run_id = start_parent(uri, experiment, artifact_root, state.parent_run_id, name, params, *_trial_records(state))
     state.parent_run_id = run_id
     return ParentRun(uri, run_id)
 
@@ -176,11 +230,17 @@ def log_best_so_far(parent: ParentRun, trial: int, best: float, ended: float) ->
 
 
 def finish_sweep_run(parent: ParentRun, state: SweepState, paths: dict[str, Path], status: str) -> None:
-    """End the parent run with the sweep's output files and each failed trial's reason."""
+    """End the parent run with the sweep's output files; each failed trial's run FAILED with its reason and
+    params, each interrupted one's KILLED."""
     files = [str(paths[k]) for k in ("results", "parquet", "csv", "history")]
-    finish_parent(parent.uri, parent.run_id, files, _failures(state), status)
+    finish_parent(parent.uri, parent.run_id, files, *_trial_records(state), status)
 
 
-def _failures(state: SweepState) -> dict[int, str]:
-    """Each failed trial's reason, by trial number."""
-    return {t.number: t.error or "failed" for t in state.trials if t.status == "failed"}
+def _trial_records(state: SweepState) -> tuple[dict[int, FailedTrial], set[int]]:
+    """What the runs must agree with: each failed trial's reason and params, and the trials still running."""
+    failed = {
+        t.number: FailedTrial(t.error or "failed", {k.lstrip("+~"): str(v)[:6000] for k, v in t.params.items()})
+        for t in state.trials
+        if t.status == "failed"
+    }
+    return failed, {t.number for t in state.trials if t.status == "running"}

@@ -6,11 +6,13 @@ from __future__ import annotations
 import math
 import shlex
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from qframe.tuning.settings import SweepSettings
 from qframe.tuning.space import Space, format_value
 from qframe.tuning.state import SweepState, Trial
 
@@ -26,6 +28,32 @@ def best_trial(state: SweepState, direction: str) -> Trial | None:
         return None
     pick = max if direction == "maximize" else min
     return pick(done, key=lambda t: t.value)
+
+
+# what to change after a stop for failures (the sweep's last line, and a resume's or re-run's refusal)
+FAILURE_FIX = (
+    "fix the setting that fails, or raise hydra.sweeper.max_failure_rate and add hydra.sweeper.resume=true "
+    "to continue it"
+)
+
+
+def stop_report(state: SweepState, settings: SweepSettings, sweep_dir: Path | None = None) -> str | None:
+    """Why the sweep of ``state`` is stopped under ``settings`` (its counts and most common error), or None.
+
+    The one place the stop's counts are put into words: the line a sweep stops with and the one a resume or re-run
+    of it refuses with.
+    """
+    counts = state.counts()
+    if not settings.too_many_failures(counts["failed"]):
+        return None
+    errors = Counter(t.error or "unknown error" for t in state.trials if t.status == "failed")
+    error, times = errors.most_common(1)[0]
+    where = f" {sweep_dir}" if sweep_dir is not None else ""
+    return (
+        f"sweep{where} stopped: {counts['failed']} of {int(settings.n_trials)} trials failed ({counts['complete']} "
+        f"complete), more than max_failure_rate={settings.max_failure_rate} allows; most common error ({times} of "
+        f"{counts['failed']}): {error}"
+    )
 
 
 def best_command(space: Space, trial: Trial, program: str = "qframe") -> str:
@@ -181,15 +209,18 @@ class Progress:
         )
 
 
-def report_done(state: SweepState, space: Space, direction: str, objective: str | None, results: Path) -> None:
+def report_done(
+    state: SweepState, space: Space, direction: str, objective: str | None, results: Path, stopped: bool = False
+) -> None:
     """The sweep's last lines: its counts and results file, the best trial and the command that re-runs it."""
     from rich.console import Console
 
     console = Console(highlight=False)
     counts = state.counts()
     best = best_trial(state, direction)
+    ended = "sweep stopped" if stopped else "sweep done"
     console.print(
-        f"[bold]sweep done[/]: {counts['complete']} complete, {counts['failed']} failed -> {results}", soft_wrap=True
+        f"[bold]{ended}[/]: {counts['complete']} complete, {counts['failed']} failed -> {results}", soft_wrap=True
     )
     if best is not None:
         console.print(f"best {objective or 'objective'} = {best.value:.6g} (trial {best.number}, job {best.job})")

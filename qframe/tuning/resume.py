@@ -3,7 +3,8 @@ new one; whether a resumed sweep has anything left to do; and what it continues 
 
 A sweep is *of this command* when its search space, fixed overrides and direction are this command's. It has nothing
 left to do when it is *stopped* (more trials failed than ``max_failure_rate * n_trials`` allows) or *finished* (its
-complete and failed trials reach ``n_trials`` and it wrote its results).
+complete and failed trials reach ``n_trials`` and it wrote its results). A new sweep of a command whose newest sweep
+stopped is refused: it would fail the same way.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class StateChooser:
         if self.settings.resume:
             found = self._find_resumable(sweep_dir)
             return ChosenState(found.state, found.path, True)
-        self._hint_resumable(sweep_dir)
+        self._refuse_or_hint(sweep_dir)
         s = self.settings
         recorded = {"algo": s.algo, "direction": s.direction, "seed": s.seed}
         new = SweepState(self.space.signature(), self.space.describe(), list(self.space.fixed), recorded)
@@ -100,7 +101,7 @@ class StateChooser:
         from qframe.tuning.outputs import RESULTS_FILE
 
         counts = state.counts()
-        if self.settings.failure_stop(counts["failed"]):
+        if self.settings.too_many_failures(counts["failed"]):
             return "stopped"
         done = counts["complete"] + counts["failed"]
         if done >= int(self.settings.n_trials) and (sweep_dir / RESULTS_FILE).is_file():
@@ -112,7 +113,7 @@ class StateChooser:
         nothing: no trial, no file, no MLflow write."""
         from rich.console import Console
 
-        from qframe.tuning.outputs import best_trial, print_rerun
+        from qframe.tuning.outputs import FAILURE_FIX, best_trial, print_rerun, stop_report
 
         s = self.settings
         counts = state.counts()
@@ -124,11 +125,7 @@ class StateChooser:
             else "no trial completed"
         )
         if outcome == "stopped":
-            raise QFrameError(
-                f"sweep {sweep_dir} stopped: {counts['failed']} of {n} trials failed, more than "
-                f"max_failure_rate={s.max_failure_rate} allows; {best_txt}; nothing to do "
-                "(raise hydra.sweeper.max_failure_rate to continue it)"
-            )
+            raise QFrameError(f"{stop_report(state, s, sweep_dir)}; {best_txt}; nothing to do ({FAILURE_FIX})")
         trials = f"{done} of {n} trials" if done == n else f"{done} trials, n_trials={n}"
         console = Console(highlight=False)
         console.print(
@@ -179,12 +176,22 @@ class StateChooser:
             "hydra.sweep.dir=<dir>"
         )
 
-    def _hint_resumable(self, sweep_dir: Path) -> None:
-        """A new sweep of a command that has an unfinished one: say how to continue that one instead."""
+    def _refuse_or_hint(self, sweep_dir: Path) -> None:
+        """Before a new sweep of this command: refuse when its newest sweep stopped for failures (the same trials
+        would fail again); else, when it has an unfinished one, say how to continue that one instead."""
+        from qframe.tuning.outputs import FAILURE_FIX, stop_report
+
         try:
             _, mine, _, _ = self._candidates(sweep_dir)
         except OSError:
             return
+        if mine and mine[0].outcome == "stopped":
+            newest = mine[0]
+            why = stop_report(newest.state, self.settings, newest.path.parent)
+            raise QFrameError(
+                f"{why}; not starting another sweep of this command: {FAILURE_FIX} (a new hydra.sweep.dir=<dir> "
+                "starts a new sweep anyway)"
+            )
         for candidate in mine:
             if candidate.outcome is None:
                 counts = candidate.state.counts()

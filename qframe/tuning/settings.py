@@ -27,7 +27,7 @@ class SweepSettings:
     n_trials: int = 20
     # trials running at the same time (asynchronous slots with hydra/launcher=qframe)
     n_jobs: int = 1
-    # the sweep stops once more than max_failure_rate * n_trials trials have failed
+    # once more than max_failure_rate * n_trials trials failed, no trial starts; the running ones end, then it stops
     max_failure_rate: float = 0.5
     seed: int = 0
     # random trials before TPE starts modelling (null: hyperopt's default, 20)
@@ -66,11 +66,7 @@ class SweepSettings:
         """The objective as the loss the search algorithm minimises."""
         return -value if self.direction == "maximize" else value
 
-    def failure_stop(self, failed: int) -> str | None:
-        """Why the sweep stops with ``failed`` failed trials (more than ``max_failure_rate * n_trials``), or None."""
-        if failed > float(self.max_failure_rate) * int(self.n_trials):
-            return (
-                f"sweep stopped: {failed} of {int(self.n_trials)} trials failed, more than "
-                f"max_failure_rate={self.max_failure_rate} allows"
-            )
-        return None
+    def too_many_failures(self, failed: int) -> bool:
+        """Whether ``failed`` failed trials stop the sweep: more than ``max_failure_rate * n_trials`` (the words are
+        :func:`qframe.tuning.outputs.stop_report`'s)."""
+        return failed > float(self.max_failure_rate) * int(self.n_trials)

@@ -5,7 +5,8 @@
   ``n_jobs``.
 * Failures: a trial that raises, returns NaN/inf or a non-number, dies by a signal or outlives ``trial_timeout`` is
   recorded as failed with its reason and is never told to the search algorithm. More than
-  ``max_failure_rate * n_trials`` failures stop the sweep (with every output written).
+  ``max_failure_rate * n_trials`` failures stop the sweep: no new trial starts, the running ones end and count as
+  what they are, and every output is written; the failed trials' MLflow runs are made to agree with the sweep's record.
 * Resume: the state is saved after every trial; a sweep started on a directory holding a state continues it:
   completed trials are kept, job numbers continue, ``n_trials`` is the total, and a trial that was running when the
   sweep died is retried once, once its earlier process is gone (:mod:`~qframe.tuning.owners`). ``resume=true``
@@ -83,13 +84,22 @@ class HyperoptSweep:
 
     def _sweep(self, arguments: list[str]) -> None:
         from qframe.tuning.optimizer import resolve_backend
-        from qframe.tuning.sweep_config import move_sweep_dir, search_space, sweep_objective, use_sweep_config
+        from qframe.tuning.sweep_config import (
+            check_space_keys,
+            move_sweep_dir,
+            search_space,
+            sweep_objective,
+            use_sweep_config,
+            warn_constant_choices,
+        )
 
         settings = self.settings
         settings.check()
         use_sweep_config(self.config)
         objective, objective_override = sweep_objective(self.config, settings)
         space = search_space(settings, arguments, objective_override)
+        check_space_keys(self.config, space)
+        warn_constant_choices(space)
         chooser = StateChooser(self.config, settings, space)
         chosen = chooser.choose(Path(str(self.config.hydra.sweep.dir)))
         if self._nothing_to_do(chooser, chosen, objective):
@@ -129,7 +139,7 @@ class HyperoptSweep:
         from qframe.tuning.launching import start_launcher
         from qframe.tuning.mlflow_parent import start_sweep_run
         from qframe.tuning.optimizer import Optimizer
-        from qframe.tuning.outputs import Progress, report_done
+        from qframe.tuning.outputs import FAILURE_FIX, Progress, report_done
         from qframe.tuning.owners import stop_leftovers
         from qframe.tuning.resume import restore_history, resuming_line
         from qframe.tuning.trials import TrialLoop
@@ -158,9 +168,9 @@ class HyperoptSweep:
             self._finish(state, space, objective, tracking, "KILLED", "interrupted")
             raise
         paths = self._finish(state, space, objective, tracking, "FAILED" if stopped else "FINISHED", stopped)
-        report_done(state, space, settings.direction, objective, paths["results"])
+        report_done(state, space, settings.direction, objective, paths["results"], stopped=stopped is not None)
         if stopped:
-            raise QFrameError(f"{stopped}; results so far are in {sweep_dir}")
+            raise QFrameError(f"{stopped}; results so far are in {sweep_dir}; {FAILURE_FIX}")
 
     def _finish(
         self,

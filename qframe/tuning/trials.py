@@ -1,5 +1,5 @@
 """The trial loop: ask the search algorithm, launch, record each outcome, until ``n_trials`` are done or too many
-failed.
+failed (then no trial starts and the running ones end, each counted as what it is).
 
 With an asynchronous launcher a new trial starts the moment any trial ends (the running ones are known to the
 algorithm as pending); other launchers get batches of ``n_jobs``. A failed trial is recorded with its reason and never
@@ -16,6 +16,7 @@ from typing import Any
 from qframe.launch.protocols import JobSubmitter
 from qframe.tuning.launching import TrialLauncher
 from qframe.tuning.mlflow_parent import ParentRun
+from qframe.tuning.outputs import stop_report
 from qframe.tuning.owners import trial_owner
 from qframe.tuning.settings import SweepSettings
 from qframe.tuning.space import Space, format_value
@@ -47,22 +48,34 @@ class TrialLoop:
         self.tracking = tracking
         self.threads = launch.threads
         self.progress = progress
+        self._announced = False  # the line saying the sweep waits for its running trials was printed
 
     def run(self) -> str | None:
-        """Run trials until ``n_trials`` are done (None) or too many failed (why the sweep stopped)."""
-        submitter = self.launch.asynchronous
-        if submitter is None:
-            return self._run_batches()
-        try:
-            return self._run_async(submitter)
-        finally:
-            submitter.kill_all()  # what still runs (interrupted) or exits (reported) is gone before we report
+        """Run trials until ``n_trials`` are done (None) or too many failed (why the sweep stopped).
 
-    def _run_async(self, submitter: JobSubmitter) -> str | None:
+        Once too many failed, no trial starts; the running ones end and count as what they really are (complete or
+        failed), so that the stop's counts are the sweep's final ones.
+        """
+        from qframe.core.scratch import remove_orphans
+
+        submitter = self.launch.asynchronous
+        try:
+            if submitter is None:
+                self._run_batches()
+            else:
+                try:
+                    self._run_async(submitter)
+                finally:
+                    submitter.kill_all()  # what still runs (interrupted) or exits (reported) is gone before we report
+        finally:
+            remove_orphans()  # the scratch directories of trials killed before they could remove their own
+        return stop_report(self.state, self.settings)
+
+    def _run_async(self, submitter: JobSubmitter) -> None:
         by_job: dict[int, Trial] = {}
         timeout = float(self.settings.trial_timeout) if self.settings.trial_timeout else None
         while True:
-            while len(by_job) < int(self.settings.n_jobs) and self._remaining(len(by_job)) > 0:
+            while not self._stopping() and len(by_job) < int(self.settings.n_jobs) and self._remaining(len(by_job)) > 0:
                 trial = self._new_trial()
                 trial.status = "running"
                 trial.started = submitter.submit(self._overrides(self.space, trial), trial.job, timeout)
@@ -70,24 +83,23 @@ class TrialLoop:
                 by_job[trial.job] = trial
                 self.state.save(self.state_path)
             if not by_job:
-                return None
+                return
             for finished in submitter.wait():
                 trial = by_job.pop(finished.idx)
                 trial.started = finished.started
                 self._record(trial, finished.ok, finished.value, finished.error, finished.ended, finished.working_dir)
-                stop = self._failure_stop()
-                if stop:
-                    submitter.kill_all()
-                    for other in by_job.values():
-                        other.status, other.error, other.ended = "failed", "killed: the sweep stopped", time.time()
-                    self.state.save(self.state_path)
-                    return stop
+                if by_job and self._stopping() and not self._announced:
+                    self._announced = True
+                    self.progress.console.print(
+                        f"too many trials failed: no new trial starts; waiting for the {len(by_job)} running",
+                        soft_wrap=True,
+                    )
 
-    def _run_batches(self) -> str | None:
+    def _run_batches(self) -> None:
         from qframe.launch.hydra_compat import choose_path, job_outcome
 
         fast = choose_path().fast  # how a JobReturn's failure is read: Hydra's version decides
-        while self._remaining(0) > 0:
+        while not self._stopping() and self._remaining(0) > 0:
             batch = [self._new_trial() for _ in range(min(int(self.settings.n_jobs), self._remaining(0)))]
             started = time.time()
             for trial in batch:
@@ -100,17 +112,14 @@ class TrialLoop:
                 ok, result = job_outcome(ret, fast)
                 error = None if ok else f"{type(result).__name__}: {result}"
                 self._record(trial, ok, result if ok else None, error, ended, _job_dir(ret))
-            stop = self._failure_stop()
-            if stop:
-                return stop
-        return None
 
     def _remaining(self, running: int) -> int:
         counts = self.state.counts()
         return int(self.settings.n_trials) - counts["complete"] - counts["failed"] - running
 
-    def _failure_stop(self) -> str | None:
-        return self.settings.failure_stop(self.state.counts()["failed"])
+    def _stopping(self) -> bool:
+        """Whether more trials failed than ``max_failure_rate`` allows: no new trial may start."""
+        return self.settings.too_many_failures(self.state.counts()["failed"])
 
     def _new_trial(self) -> Trial:
         """The next trial: an interrupted one again (with a new job number), else the search algorithm's next point."""
