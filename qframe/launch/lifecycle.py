@@ -1,9 +1,11 @@
 """A forked job's lifetime is bounded by its parent's: process groups, the parent-death signal, identity checks.
 
 Each job's child leads its own process group, so that killing the job (a timeout, the sweep stopping) kills what it
-started too (``os.killpg``). On Linux the kernel sends the child SIGKILL the moment the sweep process dies
-(``PR_SET_PDEATHSIG``), ``kill -9`` included; elsewhere a watchdog thread in the child kills its group once its
-parent is gone. A child therefore never outlives its sweep: it cannot log a result after the sweep is gone.
+started too (``os.killpg``). When the sweep process dies (``kill -9`` included) the child kills its whole group, what
+it started included: on Linux the kernel signals it at once (``PR_SET_PDEATHSIG``, :data:`DEATH_SIGNAL`, whose
+handler kills the group at the child's next line of Python), and a watchdog thread in the child does the same within
+0.2 s while its main thread is inside C code (a LightGBM fit, a sleep), where no Python handler runs. A child
+therefore never outlives its sweep: it cannot log a result after the sweep is gone.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+#: what the kernel sends a job when its sweep dies: not SIGKILL, which would leave what the job started running
+DEATH_SIGNAL = signal.SIGRTMIN + 1 if hasattr(signal, "SIGRTMIN") else signal.SIGTERM
 #: the signals that stop a sweep; held back while it forks (see :func:`signals_held`)
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 #: set in each job's environment: what the job starts carries it, so that it can be found once the job has died
@@ -35,10 +39,15 @@ def bind_to_parent(parent_pid: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # held back by the parent around the fork
-    if not _set_parent_death_signal():
-        threading.Thread(target=_watch_parent, args=(parent_pid,), name="qframe-parent-watch", daemon=True).start()
+    signal.signal(DEATH_SIGNAL, _parent_died)
+    _set_parent_death_signal()
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="qframe-parent-watch", daemon=True).start()
     if os.getppid() != parent_pid:  # the parent died before the death signal was armed
         kill_group(os.getpid())
+
+
+def _parent_died(signum: int, frame: object) -> None:
+    kill_group(os.getpid())
 
 
 def _set_parent_death_signal() -> bool:
@@ -48,7 +57,7 @@ def _set_parent_death_signal() -> bool:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+        return libc.prctl(_PR_SET_PDEATHSIG, int(DEATH_SIGNAL), 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
 
