@@ -248,3 +248,32 @@ def test_a_stopped_qframe_sweep_marks_its_runs_killed_and_resume_logs_one_run_pe
     assert finished == [0, 1, 2]  # the interrupted trial once more, and no second result for any trial
     assert sorted(r.info.run_id for r in children if r.info.status == "KILLED") == [killed.info.run_id]
     assert client.get_run(parent.info.run_id).info.status == "FINISHED"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signalled_grid_on_the_fork_launcher_stops_in_one_line(tmp_path, signum):
+    """A plain grid (Hydra's basic sweeper) on the fork launcher: SIGTERM or Ctrl-C kills its running jobs and what
+    they started, and ends in one line with the signal's exit status, no traceback."""
+    marker = uuid.uuid4().hex
+    log = tmp_path / "runs.log"
+    args = [f"hydra.sweep.dir={tmp_path / 'grid'}", f"log={log}", "x=0.1,0.2,0.3", "failures=[ok,spawn_hang]"]
+    proc = subprocess.Popen(
+        [sys.executable, str(TOY), "--config-name", "grid", "-m", *args, "hydra.launcher.preload=false"],
+        cwd=tmp_path,
+        env=env(marker),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: log.is_file() and "spawned 1" in log.read_text())
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signum, err[-3000:]
+    assert "Traceback" not in err
+    name = signal.Signals(signum).name
+    (line,) = [line for line in err.splitlines() if line.startswith("qframe:")]
+    assert line.startswith(f"qframe: grid stopped by {name}: 1 of 3 jobs had finished"), err[-3000:]
+    assert none_left(marker)

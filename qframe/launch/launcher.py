@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from qframe.launch.forking import Finished, ForkRunner, job_return, preload
 from qframe.launch.hydra_compat import launcher_path
+from qframe.launch.interrupts import SweepInterrupted, signals_interrupt
 from qframe.launch.protocols import ForkAwareTask
 
 log = logging.getLogger("qframe.launch")
@@ -68,14 +70,24 @@ class ForkLauncher:
         log.info(f"Launching {len(pending)} jobs in forked processes ({self.n_jobs} at a time)")
         results: dict[int, Finished] = {}
         try:
-            while pending or self.running():
-                while pending and self.running() < self.n_jobs:
-                    idx, overrides = pending.pop(0)
-                    shown = [o for o in filter_overrides(overrides) if not o.lstrip("+~").startswith("hydra.")]
-                    log.info(f"\t#{idx} : {' '.join(shown)}")
-                    self.submit(overrides, idx)
-                for finished in self.wait():
-                    results[finished.idx] = finished
+            with signals_interrupt():  # SIGTERM (a batch scheduler) stops the grid as Ctrl-C does
+                while pending or self.running():
+                    while pending and self.running() < self.n_jobs:
+                        idx, overrides = pending.pop(0)
+                        shown = [o for o in filter_overrides(overrides) if not o.lstrip("+~").startswith("hydra.")]
+                        log.info(f"\t#{idx} : {' '.join(shown)}")
+                        self.submit(overrides, idx)
+                    for finished in self.wait():
+                        results[finished.idx] = finished
+        except SweepInterrupted as exc:
+            self.kill_all()
+            total = len(job_overrides)
+            print(
+                f"qframe: grid stopped by {exc}: {len(results)} of {total} jobs had finished (their outputs are in "
+                f"{self.config.hydra.sweep.dir}); the running ones were killed, the rest did not start",
+                file=sys.stderr,
+            )
+            sys.exit(exc.exit_status)
         finally:
             self.kill_all()
         return [job_return(results[i], self.config) for i in sorted(results)]

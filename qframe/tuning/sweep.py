@@ -15,7 +15,7 @@
   reported and left exactly as it is.
 * Lifecycle: a sweep dir is locked while a sweep runs in it; trials die with the sweep (process groups, the
   parent-death signal: :mod:`qframe.launch.lifecycle`); SIGTERM stops a sweep as Ctrl-C does
-  (:mod:`~qframe.tuning.interrupts`).
+  (:mod:`qframe.launch.interrupts`).
 * Threads: with ``k`` trials at a time on ``c`` cores, each trial's model gets ``max(1, c // k)`` threads unless
   ``model.num_threads`` is set (:mod:`qframe.launch.threads`).
 
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from qframe.core.errors import QFrameError
-from qframe.tuning.interrupts import SweepInterrupted, signals_interrupt
+from qframe.launch.interrupts import SweepInterrupted, signals_interrupt
 from qframe.tuning.mlflow_parent import ParentRun
 from qframe.tuning.resume import ChosenState, StateChooser
 from qframe.tuning.settings import SweepSettings

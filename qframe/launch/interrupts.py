@@ -1,4 +1,5 @@
-"""SIGTERM and SIGINT in the sweep process: both stop the sweep the same orderly way.
+"""SIGTERM and SIGINT in the sweep process (qframe's sweeper, or a grid on the fork launcher): both stop it the same
+orderly way.
 
 Each raises :class:`SweepInterrupted` (a ``KeyboardInterrupt``, so every ``except KeyboardInterrupt`` cleanup runs:
 trials killed, their runs and the parent run KILLED, the state saved); the sweep then exits with one line and the
