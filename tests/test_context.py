@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from test_plugins import compose  # the resolved config of the `qframe` command, small market
 
 from qframe.core.context import (
     RunContext,
@@ -13,20 +12,6 @@ from qframe.core.context import (
     trial_environment,
     trial_identity,
 )
-
-SMALL = ["dataset.n_instruments=40", "dataset.n_days=320", "strategy.topk=5", "strategy.n_drop=1", "model=linear"]
-
-
-def compose(workdir: Path, *overrides: str) -> dict:
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from omegaconf import OmegaConf
-
-    from qframe.app import conf_dir
-
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = hydra_compose("config", overrides=[*SMALL, f"workdir={workdir}", *overrides])
-    return OmegaConf.to_container(cfg, resolve=True)
 
 
 def test_locate_prefers_the_config_then_the_given_environment_then_the_workdir_store(tmp_path):
