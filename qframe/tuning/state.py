@@ -140,11 +140,18 @@ def _owner_record() -> dict[str, Any]:
 
 def running_elsewhere(sweep_dir: Path) -> str:
     """The one line for a sweep dir another process's sweep holds: who holds it, since when, what to do."""
-    try:
-        owner = json.loads((sweep_dir / LOCK_FILE).read_text())
-        who = f"PID {owner['pid']} on {owner['host']}, since {owner['since']}"
-    except (OSError, ValueError, TypeError, KeyError):
-        who = "owner unknown"
+    who = "owner unknown"
+    # the holder writes its record just after taking the lock: a reader between the two sees an empty file
+    deadline = time.monotonic() + 2.0
+    while True:
+        try:
+            owner = json.loads((sweep_dir / LOCK_FILE).read_text())
+            who = f"PID {owner['pid']} on {owner['host']}, since {owner['since']}"
+            break
+        except (OSError, ValueError, TypeError, KeyError):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
     return (
         f"the sweep in {sweep_dir} is running in another process ({who}); wait for it to end or stop it, "
         "or give this sweep another hydra.sweep.dir"
