@@ -67,3 +67,20 @@ class RunIdFile:
 
     def __call__(self, result, cfg):
         Path(self.path).write_text(result.run_id)
+
+
+class SlowFit(MeanOfFeatures):
+    """MeanOfFeatures whose fit announces itself in ``started`` (a file: one line per fit) and then sleeps in Python
+    (so a signal's handler runs): a job that is surely running when the test stops its sweep."""
+
+    def __init__(self, started: str, seconds: float = 60.0, sign: float = 1.0) -> None:
+        super().__init__(sign)
+        self.started, self.seconds = started, float(seconds)
+
+    def fit(self, X, y, X_valid, y_valid):
+        with open(self.started, "a") as fh:
+            fh.write("fit\n")
+        import time
+
+        time.sleep(self.seconds)
+        super().fit(X, y, X_valid, y_valid)

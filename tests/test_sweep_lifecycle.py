@@ -277,3 +277,37 @@ def test_a_signalled_grid_on_the_fork_launcher_stops_in_one_line(tmp_path, signu
     (line,) = [line for line in err.splitlines() if line.startswith("qframe:")]
     assert line.startswith(f"qframe: grid stopped by {name}: 1 of 3 jobs had finished"), err[-3000:]
     assert none_left(marker)
+
+
+def test_a_grid_stopped_by_sigterm_leaves_its_running_jobs_runs_killed_with_their_params(tmp_path):
+    """No parent run settles a plain grid's runs: each running job ends its own MLflow run (KILLED, with its params
+    and why) before the grid kills its group, so no run stays RUNNING."""
+    from mlflow.tracking import MlflowClient
+
+    marker = uuid.uuid4().hex
+    started = tmp_path / "fits.log"
+    model = f"+model={{_target_:adhoc_components.SlowFit,started:{started},seconds:120}}"
+    argv = [sys.executable, "-m", "qframe", "-m", "~model", model, "dataset.seed=0,1", *MARKET[:-1]]
+    argv += ["hydra.launcher.n_jobs=2", "hydra.launcher.preload=false", f"workdir={tmp_path / 'wd'}"]
+    proc = subprocess.Popen(
+        argv,
+        cwd=tmp_path,
+        env={**env(marker), "PYTHONPATH": str(ROOT / "tests")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: started.is_file() and len(started.read_text().split()) == 2, timeout=120)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err[-3000:]
+    assert "qframe: grid stopped by SIGTERM: 0 of 2 jobs had finished" in err, err[-3000:]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'wd' / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert sorted(r.data.params["dataset.seed"] for r in runs) == ["0", "1"]
+    assert {r.info.status for r in runs} == {"KILLED"}
+    assert {r.data.tags["qframe.error"] for r in runs} == {"stopped: the sweep was interrupted"}
+    assert none_left(marker)

@@ -265,15 +265,13 @@ class DeferredRun:
                 self.start()
             except BaseException:  # noqa: BLE001 - tracking itself is broken: the original error matters more
                 return False
-        if isinstance(exc, KeyboardInterrupt):
-            mlflow.end_run(status="KILLED")
-            return False
+        killed = isinstance(exc, KeyboardInterrupt)
         try:  # the reason, for sweeps and the UI; never hide the original error behind a tracking one
             if self._params:
-                self.log()  # a failed run still shows what it was run with
-            tags = {"qframe.error": f"{type(exc).__name__}: {exc}"[:5000], **getattr(exc, "tags", {})}
-            mlflow.set_tags(tags)
-        except Exception:  # noqa: BLE001
+                self.log()  # a failed or killed run still shows what it was run with
+            reason = (str(exc) or "interrupted") if killed else f"{type(exc).__name__}: {exc}"
+            mlflow.set_tags({"qframe.error": reason[:5000], **getattr(exc, "tags", {})})
+        except BaseException:  # noqa: BLE001 - a second interrupt while recording: end the run all the same
             pass
-        mlflow.end_run(status="FAILED")
+        mlflow.end_run(status="KILLED" if killed else "FAILED")
         return False

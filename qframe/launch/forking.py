@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from qframe.launch.compose import JobComposer, PlannedJob
-from qframe.launch.lifecycle import bind_to_parent, kill_group, lead_group, signals_held
+from qframe.launch.lifecycle import bind_to_parent, kill_group, lead_group, signals_held, stop_gently
 from qframe.launch.protocols import ForkAwareTask
 
 log = logging.getLogger("qframe.launch")
@@ -294,8 +294,14 @@ class ForkRunner:
                 process.join()
         self.exiting = still
 
-    def kill_all(self) -> None:
-        """Kill every running child (the sweep is stopping) and wait for those still exiting."""
+    def kill_all(self, grace: float = 0.0) -> None:
+        """Kill every running child (the sweep is stopping) and wait for those still exiting.
+
+        With ``grace``, each running job first gets SIGTERM and up to ``grace`` seconds to end as an interrupted job
+        does (its MLflow run KILLED, with its params): what a plain grid, with no parent run to settle them, needs.
+        """
+        if grace > 0 and self.running:
+            stop_gently([job.process.pid for job in self.running.values()], grace)
         for job in self.running.values():
             kill_group(job.process.pid)  # the group outlives a job's exit while what it started still runs
         for job in self.running.values():

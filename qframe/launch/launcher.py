@@ -15,6 +15,9 @@ from qframe.launch.protocols import ForkAwareTask
 
 log = logging.getLogger("qframe.launch")
 
+#: seconds a stopped grid's running jobs get to record their end (KILLED) before their groups are killed
+STOP_GRACE = 3.0
+
 
 class ForkLauncher:
     """Implementation of :class:`hydra_plugins.qframe_launcher.qframe_launcher.QFrameLauncher`: Hydra's batch
@@ -80,7 +83,8 @@ class ForkLauncher:
                     for finished in self.wait():
                         results[finished.idx] = finished
         except SweepInterrupted as exc:
-            self.kill_all()
+            # no parent run settles a grid's runs: each running job ends its own (KILLED) before its group dies
+            self.runner.kill_all(grace=STOP_GRACE)
             total = len(job_overrides)
             print(
                 f"qframe: grid stopped by {exc}: {len(results)} of {total} jobs had finished (their outputs are in "

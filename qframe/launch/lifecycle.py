@@ -35,8 +35,9 @@ def bind_to_parent(parent_pid: int) -> None:
     except OSError:
         pass  # the parent set it already (both do, whichever runs first)
     os.environ[GROUP_ENV] = group_marker(os.getpid(), start_time(os.getpid()))
-    # the sweep's own signal handlers must not run here: a signalled job simply ends
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # the sweep's own signal handlers must not run here; SIGTERM (the sweep stopping in order) ends the job as
+    # Ctrl-C would, so that what it records (its MLflow run: KILLED) is settled before its group is killed
+    signal.signal(signal.SIGTERM, _stopped)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # held back by the parent around the fork
     signal.signal(DEATH_SIGNAL, _parent_died)
@@ -44,6 +45,29 @@ def bind_to_parent(parent_pid: int) -> None:
     threading.Thread(target=_watch_parent, args=(parent_pid,), name="qframe-parent-watch", daemon=True).start()
     if os.getppid() != parent_pid:  # the parent died before the death signal was armed
         kill_group(os.getpid())
+
+
+class JobStopped(KeyboardInterrupt):
+    """A job's process got SIGTERM: the sweep that runs it is stopping."""
+
+
+def _stopped(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the cleanup the first one started must finish
+    raise JobStopped("stopped: the sweep was interrupted")
+
+
+def stop_gently(pids: list[int], grace: float) -> None:
+    """SIGTERM each job process of ``pids`` and give them up to ``grace`` seconds to end (their groups are killed
+    by the caller afterwards, whatever happened)."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+    deadline = time.monotonic() + grace
+    for pid in pids:
+        while is_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
 
 
 def _parent_died(signum: int, frame: object) -> None:
