@@ -150,13 +150,14 @@ class QFrameTask:
     def __call__(self, cfg: DictConfig) -> float:
         from qframe.console import progress_for_terminal
         from qframe.core.workflow import run_workflow
+        from qframe.tuning.lease import job_lease
 
         multirun = _is_multirun()
         debug = debug_enabled(cfg)
         # a single run in a terminal shows its stages live; jobs of a sweep run side by side and stay quiet
         progress = progress_for_terminal(enabled=not multirun)
         try:
-            with warnings.catch_warnings():
+            with job_lease(os.environ, multirun) as lease, warnings.catch_warnings():
                 if not debug:
                     # numpy's and pandas' warnings speak of their internals (a mean of an empty slice): the run's
                     # own checks say what is wrong in the user's terms
@@ -166,6 +167,8 @@ class QFrameTask:
                 apply_thread_budget(resolved)
                 context = self.context(resolved)
                 result = run_workflow(resolved, context, progress=progress)
+                if lease is not None:
+                    lease.finish(result.objective)
         except QFrameError as exc:
             progress.close()
             if multirun:

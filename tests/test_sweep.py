@@ -318,6 +318,12 @@ def test_trials_on_a_batch_launcher_get_one_tracked_run_each(tmp_path):
     for run in children:
         objective = run.data.metrics["excess_return_with_cost.information_ratio"]
         assert objective == pytest.approx(values[int(run.data.tags["qframe.trial"])], abs=1e-12)
+    # each trial left its lease in its job dir, ended with its result (what a resumed sweep would adopt)
+    leases = {int(p.parent.name): json.loads(p.read_text()) for p in sweep.glob("*/trial_lease.json")}
+    assert sorted(leases) == [0, 1, 2, 3]
+    for job, lease in leases.items():
+        assert lease["done"] and lease["job"] == job
+        assert lease["value"] == pytest.approx(values[lease["trial"]], abs=1e-12)
 
 
 @pytest.mark.parametrize(

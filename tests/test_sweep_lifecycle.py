@@ -311,3 +311,37 @@ def test_a_grid_stopped_by_sigterm_leaves_its_running_jobs_runs_killed_with_thei
     assert {r.info.status for r in runs} == {"KILLED"}
     assert {r.data.tags["qframe.error"] for r in runs} == {"stopped: the sweep was interrupted"}
     assert none_left(marker)
+
+
+def test_a_trial_that_outlives_its_sweep_elsewhere_is_waited_for_then_its_result_kept(tmp_path):
+    """Trials the sweep knows only by their leases (joblib's workers here; Ray's or Slurm's on other hosts): killed
+    with kill -9, the sweep leaves them running; a resume while one runs is refused in one line naming it, and once
+    it has ended its result is adopted: no trial runs twice."""
+    marker = uuid.uuid4().hex
+    sweep, log = tmp_path / "sweep", tmp_path / "runs.log"
+    args = [f"hydra.sweep.dir={sweep}", f"log={log}", "lease=true", "sleep=6", "hydra.sweeper.n_trials=2"]
+    args += ["hydra.sweeper.n_jobs=2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    argv = [sys.executable, str(TOY), "-m", *args]
+    # no pipes: the orphaned workers would hold them open
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=env(marker), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: len(list(sweep.glob("*/trial_lease.json"))) == 2, timeout=120)
+        proc.kill()
+        proc.wait(timeout=30)
+        refused = subprocess.run(argv, cwd=tmp_path, env=env(marker), capture_output=True, text=True)
+        assert refused.returncode == 2, refused.stderr[-3000:]
+        (line,) = refused.stderr.strip().splitlines()
+        assert line.startswith("qframe: error: trial ") and " is still running on " in line, line
+        assert "wait for it to end (its result is then kept)" in line
+        wait_for(lambda: log.read_text().count("done ") == 2, timeout=60)  # the orphans finish on their own
+        again = subprocess.run(argv, cwd=tmp_path, env=env(marker), capture_output=True, text=True)
+    finally:
+        proc.kill()
+        for pid in marked(marker):
+            os.kill(pid, signal.SIGKILL)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert log.read_text().count("start ") == 2  # adopted, not run again
+    trials = json.loads((sweep / "sweep_state.json").read_text())["trials"]
+    done = {line.split()[1]: float(line.split()[2]) for line in log.read_text().splitlines() if line.startswith("done")}
+    assert [t["status"] for t in trials] == ["complete", "complete"]
+    assert sorted(t["params"]["x"] for t in trials) == pytest.approx(sorted(done.values()))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from qframe.core.errors import ConfigError
@@ -35,10 +36,13 @@ def trial_owner(submitter: Any, job: int) -> dict[str, Any] | None:
     }
 
 
-def stop_leftovers(state: SweepState) -> None:
-    """End every process of this host that still runs a trial the state says is running; a ConfigError when one
-    does not end (it must not go on while its trial is retried)."""
+def stop_leftovers(state: SweepState, sweep_dir: Path) -> None:
+    """Settle every trial the state says is running before the sweep resumes: end the processes of this host that
+    still run one (a ConfigError when one does not end: it must not go on while its trial is retried); adopt the
+    result a trial known only by its lease (:mod:`~qframe.tuning.lease`) recorded; refuse to resume while such a
+    trial's lease is fresh (it runs elsewhere)."""
     here = lifecycle.host()
+    _settle_by_lease(state, sweep_dir, here)
     left = []
     for trial in state.trials:
         owner = trial.owner
@@ -60,3 +64,34 @@ def stop_leftovers(state: SweepState) -> None:
                     f"running after SIGKILL; end it (kill -9 -{owner['pid']}) and run the command again"
                 )
             time.sleep(0.05)
+
+
+def _settle_by_lease(state: SweepState, sweep_dir: Path, here: str) -> None:
+    """The running trials whose process this host does not know, by what their leases say."""
+    from qframe.tuning.lease import is_fresh, read_leases
+    from qframe.tuning.trials import _objective_value
+
+    unknown = [t for t in state.trials if t.status == "running" and not (t.owner and t.owner.get("host") == here)]
+    if not unknown:
+        return
+    leases = read_leases(sweep_dir)
+    for trial in unknown:
+        lease = leases.get(trial.job)
+        if lease is None or int(lease.get("trial", -1)) != trial.number:
+            continue  # it never started, or wrote no lease: retried
+        if lease.get("done"):
+            # the attempt ended after its sweep died: its result (and its MLflow run) stands, nothing runs again
+            value, why = _objective_value(lease.get("value")) if lease.get("error") is None else (None, None)
+            trial.ended, trial.owner = float(lease.get("beat", time.time())), None
+            if value is None:
+                trial.status, trial.value = "failed", None
+                trial.error = str(lease.get("error") or why)[:300]
+            else:
+                trial.status, trial.value, trial.error = "complete", value, None
+        elif is_fresh(lease):
+            age = time.time() - float(lease["beat"])
+            raise ConfigError(
+                f"trial {trial.number} of this sweep is still running on {lease.get('host')} (PID {lease.get('pid')}, "
+                f"alive {age:.0f} s ago) from before the sweep's process died; wait for it to end (its result is then "
+                "kept) or stop it, and run the command again"
+            )

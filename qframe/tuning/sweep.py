@@ -148,7 +148,7 @@ class HyperoptSweep:
         sweep_dir = state_path.parent
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         optimizer = Optimizer(space, algorithm, settings.seed)
-        stop_leftovers(state)  # an interrupted trial is retried only once its earlier process is gone
+        stop_leftovers(state, sweep_dir)  # an interrupted trial is retried only once its earlier process is gone
         retry = restore_history(state, optimizer, settings)
         launch = start_launcher(self.hydra_context, self.task_function, self.config, settings, space)
         tracking = start_sweep_run(self.config, settings, state, space, objective)

@@ -13,6 +13,19 @@ from omegaconf import DictConfig
 # conf/toy.yaml: a hyperopt sweep; --config-name grid: Hydra's basic sweeper (a plain grid) on the fork launcher
 @hydra.main(config_path="conf", config_name="toy", version_base="1.3")
 def main(cfg: DictConfig):
+    if not cfg.lease:
+        return run(cfg)
+    from qframe.tuning.lease import job_lease
+
+    # as qframe's own task holds it: the lease that tells a resumed sweep this trial runs, then how it ended
+    with job_lease(os.environ, multirun=True) as lease:
+        value = run(cfg)
+        if lease is not None:
+            lease.finish(value)
+        return value
+
+
+def run(cfg: DictConfig):
     job = HydraConfig.get().job.num
     if cfg.log:
         with open(cfg.log, "a") as fh:
