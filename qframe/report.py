@@ -8,7 +8,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from qframe.core.workflow import RISK_BLOCKS, RISK_STATS, SIGNAL_METRICS, RunResult
+from qframe.core.workflow import RISK_BLOCKS, RISK_STATS, SIGNAL_METRICS, RunResult, market_summary
 
 
 def _fmt(value: float) -> str:
@@ -23,6 +23,8 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
     console.print(
         "segments: " + ", ".join(f"{k} {lo}..{hi} ({s['samples'].get(k, 0)} rows)" for k, (lo, hi) in seg.items())
     )
+    if s.get("market"):
+        console.print(f"market rules: {market_summary(s['market'])}")
     signal = Table(title="Signal (test segment)", title_justify="left")
     for name in SIGNAL_METRICS:
         signal.add_column(name, justify="right")

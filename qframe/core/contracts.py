@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from qframe.core.data import MarketData
     from qframe.core.features import FeatureResult
+    from qframe.core.markets import MarketRules
     from qframe.core.panel import Panel
     from qframe.core.workflow import RunResult
 
@@ -50,6 +51,15 @@ class Dataset(Protocol):
     def load(self, *, cache_dir: Path | None) -> MarketData:
         """The market: dense (T, N) arrays per field on a trading calendar. ``cache_dir`` is qframe's cache
         directory, free to use."""
+
+
+class MarketRegion(Protocol):
+    """Optional: the market the data comes from (``cn``, ``us``; None: unknown), so ``market=auto`` trades by its
+    rules (:mod:`qframe.core.markets`); ``region_source`` says how it is known, for the run summary (``Qlib's
+    provider_uri .../us_data``). Without ``region`` the dataset's market is unknown: the default rules apply."""
+
+    region: str | None
+    region_source: str
 
 
 class FeatureSet(Protocol):
@@ -149,6 +159,14 @@ class MarketCheck(Protocol):
     def check_market(self, market: MarketData, start: pd.Timestamp, end: pd.Timestamp, /) -> list[str]: ...
 
 
+class MarketRulesHook(Protocol):
+    """Optional: trade by the run's market rules (price limits, trade unit) where the strategy's own settings do not
+    say otherwise; returns the rules as applied. Called once, before :class:`MarketCheck`. A strategy without it
+    applies its own trading rules; the market then sets only the annualisation."""
+
+    def use_market_rules(self, rules: MarketRules, /) -> MarketRules: ...
+
+
 class Recorder(Protocol):
     """Called once at the end of each successful run (after its MLflow run is closed), in the ``recorders`` order."""
 
@@ -208,7 +226,7 @@ def _stateless(obj: Any) -> bool:
 
 #: kind -> contract of what its factories make (search spaces are registered as they are: see check_registered)
 CONTRACTS: dict[str, Contract] = {
-    "dataset": Contract("Dataset", Dataset),
+    "dataset": Contract("Dataset", Dataset, (MarketRegion,)),
     "feature_set": Contract("FeatureSet", FeatureSet, (FeatureSetHints,)),
     "processor": Contract("Processor", Processor, (Stateful,), {"fit": ("needed unless stateful = False", _stateless)}),
     "model": Contract(
@@ -217,7 +235,7 @@ CONTRACTS: dict[str, Contract] = {
         (PanelModel, ConstantHint),
         {"fit": ("or fit_panel", _has("fit_panel")), "predict": ("or predict_panel", _has("predict_panel"))},
     ),
-    "strategy": Contract("Strategy", Strategy, (MarketCheck,)),
+    "strategy": Contract("Strategy", Strategy, (MarketCheck, MarketRulesHook)),
     "recorder": Contract("Recorder", Recorder, called_as="recorder"),
     # a backend is a factory like the others; its product is the search algorithm
     "tuner_backend": Contract("TunerBackend", SearchAlgorithm, called_as="algorithm"),

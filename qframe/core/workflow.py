@@ -11,7 +11,7 @@ import inspect
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from qframe.core.context import RunContext, RunLocation, SharedInputs
 from qframe.core.errors import ConfigError, DegenerateResult
 from qframe.core.evaluation import ACCUMULATION_MODES
 from qframe.core.handler import dropped_summary, prepare
+from qframe.core.markets import FROM_MARKET, MarketChoice, annualization_setting, resolve_market
 from qframe.core.progress import Progress
 from qframe.core.recorders import make_recorders, run_recorders
 from qframe.core.registry import Registry, get_registry
@@ -61,15 +62,13 @@ def _component(cfg: dict[str, Any], registry: Registry, key: str) -> tuple[str, 
     return build_component(registry, key, cfg.get(key), key)
 
 
-def _check_settings(cfg: dict[str, Any], default_plots: bool) -> tuple[str, int, str, bool]:
+def _check_settings(cfg: dict[str, Any], default_plots: bool) -> tuple[str, int | None, str, bool]:
     objective = cfg.get("objective") or "excess_return_with_cost.information_ratio"
     if objective not in metric_names():
         valid = ", ".join(metric_names())
         raise ConfigError(f"objective={objective!r} is not a recorded metric; valid options: {valid}")
     ev = cfg.get("evaluation") or {}
-    periods = int(ev.get("annualization", 252))
-    if periods <= 0:
-        raise ConfigError(f"evaluation.annualization must be a positive number of periods a year, got {periods}")
+    periods = annualization_setting(ev.get("annualization", FROM_MARKET))  # None: the market's
     mode = ev.get("accumulation", "sum")
     if mode not in ACCUMULATION_MODES:
         raise ConfigError(f"evaluation.accumulation={mode!r}; valid options: {', '.join(ACCUMULATION_MODES)}")
@@ -174,6 +173,45 @@ def _shared_inputs(cfg: dict[str, Any], context: RunContext) -> tuple[Any, Any] 
     return market, prepared
 
 
+def _market_rules(
+    cfg: dict[str, Any], dataset: tuple[str, Any], strategy: tuple[str, Any], periods: int | None
+) -> dict[str, Any]:
+    """The market rules of the run (``market``, explicit settings winning), given to the strategy; as recorded."""
+    choice: MarketChoice = resolve_market(cfg.get("market"), dataset[1], dataset[0])
+    market = choice.rules
+    use = getattr(strategy[1], "use_market_rules", None)
+    applied = use(market) if callable(use) else None
+    explicit = []
+    if applied is not None:
+        explicit = [
+            f"strategy.{k}={'null' if getattr(applied, k) is None else getattr(applied, k)}"
+            for k in ("limit_threshold", "trade_unit")
+            if getattr(applied, k) != getattr(market, k)
+        ]
+    if periods is not None and periods != market.annualization:
+        explicit.append(f"evaluation.annualization={periods}")
+    effective = replace(applied or market, annualization=periods or market.annualization)
+    return {
+        "name": market.name,
+        "limit_threshold": effective.limit_threshold if applied is not None else None,
+        "trade_unit": effective.trade_unit if applied is not None else None,
+        "annualization": effective.annualization,
+        "applied_by_strategy": applied is not None,
+        "reason": choice.reason,
+        "explicit": explicit,
+        "description": effective.describe()
+        if applied is not None
+        else f"{effective.annualization} periods a year; strategy {strategy[0]!r} takes no market rules "
+        "(no use_market_rules): its own price limits and lots apply",
+    }
+
+
+def market_summary(rules: dict[str, Any]) -> str:
+    """``cn — price limits ±9.5 %, lots of 100 shares, 238 periods a year (synthetic A-share-like market; ...)``."""
+    explicit = f"; set explicitly: {', '.join(rules['explicit'])}" if rules["explicit"] else ""
+    return f"{rules['name']} — {rules['description']} ({rules['reason']}{explicit})"
+
+
 def _check_prediction(model: Any, model_name: str, scores: pd.Series) -> None:
     """Refuse predictions that carry no ranking: none finite, or one constant for every instrument of a day."""
     from qframe.core.evaluation import cross_sectional_spread, is_constant
@@ -240,6 +278,11 @@ def run_workflow(
         model_name, model = _component(cfg, registry, "model")
         strategy_name, strategy = _component(cfg, registry, "strategy")
         recorders = make_recorders(registry, cfg.get("recorders"))  # called with the result
+        rules = _market_rules(cfg, (dataset_name, dataset), (strategy_name, strategy), periods)
+        periods = rules["annualization"]
+        params.update(
+            {f"market_rules.{k}": str(rules[k]) for k in ("name", "limit_threshold", "trade_unit", "annualization")}
+        )
     except ConfigError:
         if context.trial.parent_run_id is not None:
             # a sweep's trial keeps a (FAILED) run with its params, so its parent run lists every trial
@@ -260,7 +303,8 @@ def run_workflow(
             )
             timings.update(loaded)
 
-        run = tracked.start(tags=tracking.run_tags(market.fingerprint(), shared.source_tags if shared else None))
+        tags = tracking.run_tags(market.fingerprint(), shared.source_tags if shared else None)
+        run = tracked.start(tags=tags | {"qframe.market_rules": market_summary(rules)})
         experiment_id = run.info.experiment_id
         timings["tracking setup"] = tracked.waited  # what was left of the store set-up after data and features
 
@@ -334,6 +378,7 @@ def run_workflow(
         notes=list(dict.fromkeys(market.notes)) + dropped_summary(prepared.dropped_features),
         settings={
             "annualization": periods,
+            "market": rules,
             "accumulation": mode,
             "segments": {s: (lo.date().isoformat(), hi.date().isoformat()) for s, (lo, hi) in prepared.bounds.items()},
             "features_from_cache": prepared.from_cache,

@@ -15,6 +15,7 @@ before it joined); ``universe`` marks the days each one is a member, from the sp
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import pandas as pd
 
 from qframe.core.data import MarketData
 from qframe.core.errors import ConfigError, DataError, reject_unknown_params
+from qframe.core.markets import check_region
 from qframe.core.validate import select_market, validate_market
 
 #: the fields Qlib's data collectors store
@@ -111,6 +113,18 @@ def read_bin(path: Path, lo: int, hi: int, n_cal: int) -> tuple[int, np.ndarray]
     return a, vals
 
 
+def data_region(root: Path, region: str | None) -> tuple[str, str]:
+    """(region, how it is known) of a Qlib data directory: ``region`` if set, else a ``cn_data``/``us_data`` part
+    of its path (Qlib's names), else Qlib's default region, cn."""
+    if region is not None:
+        return region, f"dataset.region={region}"
+    for part in reversed(root.parts):
+        found = re.match(r"(cn|us)_data", part, re.IGNORECASE)
+        if found:
+            return found[1].lower(), f"Qlib data directory {part}"
+    return "cn", "Qlib's default region (dataset.provider_uri names neither cn_data nor us_data; set dataset.region)"
+
+
 class QlibBinDataset:
     """A market read from a Qlib ``provider_uri`` directory (see module docstring)."""
 
@@ -125,13 +139,14 @@ class QlibBinDataset:
         instruments: list[str] | None = None,
         freq: str = "day",
         name: str | None = None,
+        region: str | None = None,
         **unknown: Any,
     ) -> None:
         reject_unknown_params(
             "dataset 'qlib'",
             "dataset",
             unknown,
-            ["provider_uri", "market", "benchmark", "fields", "start", "end", "instruments", "freq", "name"],
+            ["provider_uri", "market", "benchmark", "fields", "start", "end", "instruments", "freq", "name", "region"],
         )
         if not provider_uri:
             raise ConfigError("dataset.provider_uri is not set; point it at a Qlib data directory")
@@ -142,6 +157,7 @@ class QlibBinDataset:
         self.start, self.end, self.instruments = start, end, instruments
         self.freq = freq
         self.name = name or f"qlib:{self.market}"
+        self.region, self.region_source = data_region(self.root, check_region(region, "dataset.region"))
 
     def load(self, cache_dir: Path | None = None) -> MarketData:
         """Read the calendar, the market's spells and every member's fields; ``cache_dir`` is unused."""

@@ -323,6 +323,10 @@ class SyntheticDataset:
     returned market (for tests and oracle baselines; never a feature).
     """
 
+    # limit moves, lots and suspensions are modelled on A-shares: market=auto trades it by the cn rules
+    region = "cn"
+    region_source = "synthetic A-share-like market"
+
     def __init__(
         self,
         start: str | None = None,

@@ -81,6 +81,10 @@ def derive_change(close: np.ndarray) -> np.ndarray:
 class TableDataset:
     """A market read from a long or wide CSV/Parquet table (see module docstring)."""
 
+    # a table says nothing of its market: market=auto takes the default rules (qframe.core.markets)
+    region = None
+    region_source = "a table"
+
     def __init__(
         self,
         path: str,

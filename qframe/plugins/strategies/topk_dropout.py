@@ -8,12 +8,15 @@ non-held names together, sell the held names among the ``n_drop`` lowest of that
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
 from qframe.core.backtest import Account, Exchange, ExchangeConfig, benchmark_returns, simulate
 from qframe.core.data import MarketData
 from qframe.core.errors import ConfigError, DataError
+from qframe.core.markets import FROM_MARKET, MARKETS, MarketRules
 
 
 def _sort_desc(idx: np.ndarray, score: np.ndarray) -> np.ndarray:
@@ -29,6 +32,10 @@ class TopkDropoutStrategy:
 
     ``backtest(scores, market)`` runs Qlib's ``backtest_daily`` with this strategy and returns its daily report;
     afterwards ``last_positions`` holds the adjusted shares held at each day's close (datetime x instrument).
+
+    ``limit_threshold`` and ``trade_unit`` default to ``"market"``: the rules the run's market gives through
+    :meth:`use_market_rules` (``market=cn|us|none``), or Qlib's own (cn: 0.095, 100) when none were given. A number
+    (or null: no limit, no lot rounding) set explicitly wins over the market's.
     """
 
     def __init__(
@@ -41,8 +48,8 @@ class TopkDropoutStrategy:
         open_cost: float = 0.0005,
         close_cost: float = 0.0015,
         min_cost: float = 5.0,
-        limit_threshold: float | None = 0.095,
-        trade_unit: int | None = 100,
+        limit_threshold: float | str | None = FROM_MARKET,
+        trade_unit: int | str | None = FROM_MARKET,
         risk_degree: float = 0.95,
         only_tradable: bool = False,
         forbid_all_trade_at_limit: bool = True,
@@ -65,12 +72,17 @@ class TopkDropoutStrategy:
         for key, v in (("open_cost", open_cost), ("close_cost", close_cost), ("min_cost", min_cost)):
             need(is_num(v) and v >= 0, key, "a number >= 0", v)
         need(
-            limit_threshold is None or (is_num(limit_threshold) and limit_threshold > 0),
+            limit_threshold in (None, FROM_MARKET) or (is_num(limit_threshold) and limit_threshold > 0),
             "limit_threshold",
-            "a positive number or null (no limit)",
+            f"a positive number, null (no limit) or {FROM_MARKET!r} (the market's)",
             limit_threshold,
         )
-        need(trade_unit is None or (is_int(trade_unit) and trade_unit >= 1), "trade_unit", "null or >= 1", trade_unit)
+        need(
+            trade_unit in (None, FROM_MARKET) or (is_int(trade_unit) and trade_unit >= 1),
+            "trade_unit",
+            f"an integer >= 1, null (no lot rounding) or {FROM_MARKET!r} (the market's)",
+            trade_unit,
+        )
         need(is_num(risk_degree) and 0 < risk_degree <= 1, "risk_degree", "a number in (0, 1]", risk_degree)
         need(isinstance(only_tradable, bool), "only_tradable", "true or false", only_tradable)
         need(
@@ -87,27 +99,50 @@ class TopkDropoutStrategy:
         self.only_tradable = only_tradable
         self.forbid_all_trade_at_limit = forbid_all_trade_at_limit
         self.last_positions: pd.DataFrame | None = None
-        self.exchange_config = ExchangeConfig(
-            deal_price=deal_price,
-            open_cost=float(open_cost),
-            close_cost=float(close_cost),
-            min_cost=float(min_cost),
-            limit_threshold=None if limit_threshold is None else float(limit_threshold),
-            trade_unit=None if trade_unit is None else int(trade_unit),
-        )
+        self._limit_threshold = limit_threshold if limit_threshold in (None, FROM_MARKET) else float(limit_threshold)
+        self._trade_unit = trade_unit if trade_unit in (None, FROM_MARKET) else int(trade_unit)
+        # Qlib's own exchange defaults until the run gives its market's rules
+        self._rules = MARKETS["cn"]
+        self._costs = {
+            "deal_price": deal_price,
+            "open_cost": float(open_cost),
+            "close_cost": float(close_cost),
+            "min_cost": float(min_cost),
+        }
+
+    @property
+    def exchange_config(self) -> ExchangeConfig:
+        """The trading rules the backtest uses: the explicit settings, else the market's."""
+        limit = self._rules.limit_threshold if self._limit_threshold == FROM_MARKET else self._limit_threshold
+        unit = self._rules.trade_unit if self._trade_unit == FROM_MARKET else self._trade_unit
+        return ExchangeConfig(**self._costs, limit_threshold=limit, trade_unit=unit)
+
+    def use_market_rules(self, rules: MarketRules) -> MarketRules:
+        """Trade by ``rules`` where no explicit setting says otherwise; returns the rules as applied."""
+        self._rules = rules
+        ex = self.exchange_config
+        return replace(rules, limit_threshold=ex.limit_threshold, trade_unit=ex.trade_unit)
 
     def check_market(self, market: MarketData, start: pd.Timestamp, end: pd.Timestamp) -> list[str]:
         """Refuse a ``topk`` that holds the whole tradable universe; a note when it holds most of it.
 
         Holding every name makes the excess return the universe's average against the benchmark: it says nothing
-        about the model. Tradable: a universe member with a bar, counted per day of [start, end].
+        about the model. Tradable: a universe member with a bar, counted per day of [start, end]. A note too when
+        the trade unit cannot apply (no ``factor`` field).
         """
+        notes = []
+        unit = self.exchange_config.trade_unit
+        if unit is not None and "factor" not in market.fields:
+            notes.append(
+                f"trade unit {unit}: no lot rounding, as the data has no factor column (Qlib rounds lots of real "
+                "shares, adjusted amount x factor, only with one)"
+            )
         cal = market.calendar
         lo, hi = int(cal.searchsorted(start, "left")), int(cal.searchsorted(end, "right"))
         tradable = (market.universe[lo:hi] & ~np.isnan(market.fields["close"][lo:hi])).sum(axis=1)
         tradable = tradable[tradable > 0]
         if len(tradable) == 0:
-            return []
+            return notes
         typical = int(np.median(tradable))
         if self.topk >= typical:
             suggestion = max(1, typical // 5)
@@ -118,12 +153,12 @@ class TopkDropoutStrategy:
                 f"strategy.n_drop={max(1, suggestion // 5)}"
             )
         if self.topk > typical / 2:
-            return [
+            notes.append(
                 f"strategy.topk={self.topk} holds more than half of the {typical} instruments tradable on a median "
                 "test day: the portfolio is close to the whole universe, and its excess return says little about "
                 "the model"
-            ]
-        return []
+            )
+        return notes
 
     def backtest(
         self, scores: pd.Series, market: MarketData, start: str | None = None, end: str | None = None
