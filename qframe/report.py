@@ -12,7 +12,7 @@ from qframe.core.workflow import RISK_BLOCKS, RISK_STATS, SIGNAL_METRICS, RunRes
 
 
 def _fmt(value: float) -> str:
-    return "nan" if not math.isfinite(value) else f"{value:.4f}"
+    return "n/a" if not math.isfinite(value) else f"{value:.4f}"
 
 
 def print_result(result: RunResult, console: Console | None = None) -> None:
@@ -41,6 +41,8 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
     for block in RISK_BLOCKS:
         risk.add_row(block, *(_fmt(result.metrics[f"{block}.{stat}"]) for stat in RISK_STATS))
     console.print(risk)
+    for line in s.get("controls", []):
+        console.print(line)
     for note in result.notes:
         console.print(f"note: {note}")
     if s.get("stages"):

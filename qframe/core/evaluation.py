@@ -162,7 +162,8 @@ def risk_analysis(r: pd.Series, N: int = 252, mode: str = "sum") -> dict:
         std = np.log(1 + r).std(ddof=1)
         annualized_return = curve.iloc[-1] ** (N / len(r)) - 1
         max_drawdown = (curve / curve.cummax() - 1).min()
-    information_ratio = mean / std * np.sqrt(N)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a constant series (no benchmark: zeros) has std 0
+        information_ratio = mean / std * np.sqrt(N)
     return {
         "mean": float(mean),
         "std": float(std),

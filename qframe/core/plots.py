@@ -29,8 +29,17 @@ def _finish(plt, fig, ax, title: str, ylabel: str, path: Path) -> Path:
     return path
 
 
-def plot_returns(report: pd.DataFrame, path: Path, mode: str = "sum") -> Path:
-    """Cumulative benchmark return and excess return without and with cost."""
+def returns_figure(
+    report: pd.DataFrame,
+    mode: str = "sum",
+    band: pd.DataFrame | None = None,
+    buy_and_hold: pd.Series | None = None,
+):
+    """(plt, fig, ax) of the cumulative benchmark return and excess return without and with cost.
+
+    ``band`` (columns ``p05``, ``p95``, by date): the random-score controls' 5-95 % of cumulative excess return
+    with cost, drawn as a shaded band; ``buy_and_hold``: the buy-and-hold control's cumulative excess with cost.
+    """
     plt = _pyplot()
     series = {
         "benchmark": report["bench"],
@@ -38,9 +47,30 @@ def plot_returns(report: pd.DataFrame, path: Path, mode: str = "sum") -> Path:
         "excess return with cost": report["return"] - report["bench"] - report["cost"],
     }
     fig, ax = plt.subplots(figsize=(9, 4.5))
+    if band is not None:
+        ax.fill_between(
+            band.index, band["p05"].to_numpy(), band["p95"].to_numpy(), color="grey", alpha=0.25, lw=0,
+            label="random scores, excess with cost (5-95 %)",
+        )  # fmt: skip
     for label, r in series.items():
         cum = r.cumsum() if mode == "sum" else (1 + r).cumprod() - 1
         ax.plot(cum.index, cum.to_numpy(), label=label)
+    if buy_and_hold is not None:
+        ax.plot(
+            buy_and_hold.index, buy_and_hold.to_numpy(), color="grey", ls="--", label="buy-and-hold, excess with cost"
+        )
+    return plt, fig, ax
+
+
+def plot_returns(
+    report: pd.DataFrame,
+    path: Path,
+    mode: str = "sum",
+    band: pd.DataFrame | None = None,
+    buy_and_hold: pd.Series | None = None,
+) -> Path:
+    """The cumulative-return plot of :func:`returns_figure`, written to ``path``."""
+    plt, fig, ax = returns_figure(report, mode, band, buy_and_hold)
     how = "summed" if mode == "sum" else "compounded"
     return _finish(plt, fig, ax, f"Cumulative return ({how})", f"cumulative return ({how} daily returns)", path)
 

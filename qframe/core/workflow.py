@@ -21,6 +21,7 @@ import yaml
 
 from qframe.core.components import build_component
 from qframe.core.context import RunContext, RunLocation, SharedInputs
+from qframe.core.controls import check_objective, control_metric_names, control_settings, run_controls
 from qframe.core.errors import ConfigError, DegenerateResult
 from qframe.core.evaluation import ACCUMULATION_MODES
 from qframe.core.handler import dropped_summary, prepare
@@ -38,7 +39,7 @@ RISK_STATS = ("mean", "std", "annualized_return", "information_ratio", "max_draw
 
 def metric_names() -> list[str]:
     """Every metric a run records (the valid values of ``objective``)."""
-    return [*SIGNAL_METRICS, *(f"{b}.{s}" for b in RISK_BLOCKS for s in RISK_STATS)]
+    return [*SIGNAL_METRICS, *(f"{b}.{s}" for b in RISK_BLOCKS for s in RISK_STATS), *control_metric_names()]
 
 
 @dataclass
@@ -264,6 +265,8 @@ def run_workflow(
     registry = registry or get_registry()
     progress = progress or Progress()
     objective_name, periods, mode, plots = _check_settings(cfg, context.default_plots)
+    controls = control_settings(cfg.get("evaluation"), context.trial.in_sweep)
+    check_objective(objective_name, controls, context.trial.in_sweep)
     location = context.location
     params = tracking.flatten(cfg)
     shared = context.shared
@@ -341,21 +344,33 @@ def run_workflow(
         t0 = time.perf_counter()
         test_lo, test_hi = prepared.bounds["test"]
         report = strategy.backtest(scores, market, start=test_lo, end=test_hi)
-        if report["bench"].isna().all():
+        no_benchmark = bool(report["bench"].isna().all())
+        if no_benchmark:
             report["bench"] = 0.0
             market.notes.append("no benchmark in the data: excess returns are measured against 0")
         risk = risk_report(report, N=periods, mode=mode)
+        if no_benchmark:  # a zero series has no risk figures: n/a, not 0 / 0
+            risk["benchmark"] = dict.fromkeys(RISK_STATS, float("nan"))
         timings["backtest + risk"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        checks = run_controls(
+            controls, strategy, strategy_name, market, scores, report, risk, periods, mode, (test_lo, test_hi)
+        )
+        market.notes.extend(checks.notes)
+        if controls.any:
+            timings["controls"] = time.perf_counter() - t0
         progress.finish(f"{len(daily_ic)} test days")
 
         metrics = {k: float(ic_summary[k]) for k in SIGNAL_METRICS}
         for block in RISK_BLOCKS:
             for stat in RISK_STATS:
                 metrics[f"{block}.{stat}"] = float(risk[block][stat])
+        metrics.update(checks.metrics)
 
         t0 = time.perf_counter()
         progress.start("recording", f"MLflow run {run.info.run_id[:8]}")
-        _log_artifacts(tracked, cfg, model, scores, report, daily_ic, mode, plots)
+        _log_artifacts(tracked, cfg, model, scores, report, daily_ic, mode, plots, checks)
         timings["recording"] = time.perf_counter() - t0
         # metrics, the model's fit info and the stage times in one write
         tracked.log(
@@ -365,7 +380,7 @@ def run_workflow(
         )
         progress.finish("plots" if plots else "")
 
-    objective = metrics[objective_name]
+    objective = metrics.get(objective_name, float("nan"))
     result = RunResult(
         metrics=metrics,
         objective_name=objective_name,
@@ -385,14 +400,16 @@ def run_workflow(
             "samples": samples,
             "model_info": info,
             "stages": progress.summary(),
+            "controls": checks.lines,
         },
     )
     run_recorders(recorders, result, cfg)
     return result
 
 
-def _log_artifacts(tracked, cfg, model, scores, report, daily_ic, mode, plots: bool) -> None:
-    """The run's files: config, predictions, backtest report, daily IC, the model, and the plots if ``plots``."""
+def _log_artifacts(tracked, cfg, model, scores, report, daily_ic, mode, plots: bool, checks=None) -> None:
+    """The run's files: config, predictions, backtest report, daily IC, the model, the controls' daily excess
+    returns (``controls.parquet``) if they ran, and the plots if ``plots`` (with the random runs' band)."""
     from qframe.core.scratch import artifact_dir
 
     with artifact_dir() as out:
@@ -404,12 +421,15 @@ def _log_artifacts(tracked, cfg, model, scores, report, daily_ic, mode, plots: b
             report.reset_index().to_parquet(out / "backtest_report.parquet", index=False)
         if daily_ic is not None:
             daily_ic.reset_index().to_parquet(out / "ic.parquet", index=False)
+        if checks is not None and checks.daily is not None:
+            checks.daily.reset_index().to_parquet(out / "controls.parquet", index=False)
         model_dir = out / "model"
         model_dir.mkdir()
         model.save(model_dir)
         if plots:
             from qframe.core.plots import plot_ic, plot_returns
 
-            plot_returns(report, out / "cumulative_return.png", mode=mode)
+            band, held = (checks.band(mode), checks.buy_and_hold_curve(mode)) if checks is not None else (None, None)
+            plot_returns(report, out / "cumulative_return.png", mode=mode, band=band, buy_and_hold=held)
             plot_ic(daily_ic, out / "ic.png")
         tracked.log_artifacts(out)

@@ -245,7 +245,9 @@ class _TopkDropoutPolicy:
             bottom = self._first_n(comb, cfg.n_drop, tradable, from_end=True)
         else:  # Qlib's list[-0:] would select everything; n_drop=0 means "never drop"
             bottom = comb[:0]
-        sell = last[np.isin(last, bottom)]
+        in_bottom = np.zeros(len(score), dtype=bool)  # a mask, not np.isin: ~10x less overhead on a few names
+        in_bottom[bottom] = True
+        sell = last[in_bottom[last]]
         n_buy = len(sell) + cfg.topk - len(last)
         self._buy = today[:n_buy]
         can = exchange.limit_any[t] if cfg.forbid_all_trade_at_limit else exchange.limit_sell[t]
