@@ -198,3 +198,6 @@ def test_command_line_prints_the_rules_and_refuses_an_unknown_market(tmp_path):
     bad = qframe([f"workdir={tmp_path}", "market=nosuch"], cwd=ROOT)
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.strip() == "qframe: error: unknown market 'nosuch'; valid options: auto, cn, none, us"
+    bad = qframe([f"workdir={tmp_path}", "evaluation.annualization=yearly"], cwd=ROOT)
+    assert bad.returncode == 2 and bad.stderr.count("qframe: error:") == 1 and "Traceback" not in bad.stderr
+    assert "evaluation.annualization must be a positive whole number of periods a year or 'market'" in bad.stderr
