@@ -23,6 +23,11 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
     console.print(
         "segments: " + ", ".join(f"{k} {lo}..{hi} ({s['samples'].get(k, 0)} rows)" for k, (lo, hi) in seg.items())
     )
+    if s.get("data_report"):
+        from qframe.core.data_report import report_lines
+
+        for line in report_lines(s["data_report"]):
+            console.print(line)
     signal = Table(title="Signal (test segment)", title_justify="left")
     for name in SIGNAL_METRICS:
         signal.add_column(name, justify="right")
