@@ -1,9 +1,9 @@
 """The ``qframe`` console script.
 
 ``qframe plugins``, ``qframe cache`` and ``qframe data`` are handled here; everything else is a Hydra run or
-sweep. Before Hydra sees the command line, the cheap things are checked (override syntax, config group options) so that a mistake costs one
-``qframe: error:`` line and exit status 2 instead of a Hydra traceback; errors Hydra raises while composing the
-config are turned into such a line too.
+sweep. Before Hydra sees the command line, the cheap things are checked (override syntax, config group options)
+so that a mistake costs one ``qframe: error:`` line and exit status 2 instead of a Hydra traceback; errors Hydra
+raises while composing the config are turned into such a line too.
 """
 
 from __future__ import annotations
