@@ -110,6 +110,7 @@ def report_lines(report: dict[str, Any]) -> list[str]:
         split = f"splits not checked ({s.get('why')})"
     lines.append(f"  {split}; {o['count']} outlier(s) (|1-day return| > {o['threshold']:.0%}, no split)")
     bench = report["benchmark"]
-    dropped = "not computed" if report["dropped_features"] is None else len(report["dropped_features"])
-    lines.append("  benchmark: " + ("none" if bench is None else str(bench["name"])) + f"; dropped features: {dropped}")
+    left_out = report["dropped_features"]
+    features = "not computed here" if left_out is None else f"{len(left_out)} left out (the notes say why)"
+    lines.append("  benchmark: " + ("none" if bench is None else str(bench["name"])) + f"; features: {features}")
     return lines
