@@ -260,3 +260,14 @@ def test_qframe_data_check_prints_the_report(user_files):
     bad = subprocess.run(args + ["dataset.adjust=guess"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
     assert bad.stderr.startswith("qframe: error: dataset.adjust='guess'")
+
+
+def test_an_ambiguous_date_column_from_the_command_line(tmp_path):
+    rows = "date,instrument,open,high,low,close,volume\n03/04/2009,A,1,1,1,1,9\n05/06/2009,A,1,1,1,1,9\n"
+    (tmp_path / "amb.csv").write_text(rows)
+    args = [QFRAME, "data", "check", "dataset=csv", f"dataset.path={tmp_path / 'amb.csv'}"]
+    bad = subprocess.run(args, capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+    assert "'03/04/2009'" in bad.stderr and "dataset.date_format='%d/%m/%Y'" in bad.stderr
+    ok = subprocess.run([*args, "dataset.date_format='%d/%m/%Y'"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "2 days 2009-04-03..2009-06-05" in ok.stdout, ok.stderr
