@@ -25,6 +25,11 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
     )
     if s.get("market"):
         console.print(f"market rules: {market_summary(s['market'])}")
+    if s.get("data_report"):
+        from qframe.core.data_report import report_lines
+
+        for line in report_lines(s["data_report"]):
+            console.print(line)
     signal = Table(title="Signal (test segment)", title_justify="left")
     for name in SIGNAL_METRICS:
         signal.add_column(name, justify="right")

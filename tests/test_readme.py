@@ -613,6 +613,20 @@ def run_cache(case: Case, text: str, command: docs.Command) -> None:
         assert not after, f"clear left {after}"
 
 
+def run_data_check(case: Case, text: str, command: docs.Command) -> None:
+    """``qframe data check dataset=...``: the files it names are written from the fixture; as printed, exit 0,
+    the report's first line (or JSON with --json)."""
+    tokens = shlex.split(text)
+    no_outside_paths(case, tokens)
+    prepare_data(case, hydra_args([t for t in tokens[3:] if t != "--json"]))
+    proc = case.bash(text, TIMEOUT_RUN)
+    expect_ok(proc)
+    if "--json" in tokens:
+        assert json.loads(proc.stdout)["instruments"] > 0, proc.stdout
+    else:
+        assert re.search(r"^data: \d+ instruments, \d+ days", proc.stdout, re.M), proc.stdout
+
+
 def check_error_transcript(case: Case, text: str, command: docs.Command) -> None:
     """A ``$ command`` with ``qframe: error: ...`` printed under it: as printed it exits 2 and prints exactly
     those lines on stderr."""
@@ -685,6 +699,12 @@ RULES = [
         "as printed: exit 0, --help lists every config group and option, --cfg prints YAML",
     ),
     Rule("qframe plugins", r"qframe plugins( .*)?", run_plugins, "as printed: exit 0, lists the plugins"),
+    Rule(
+        "qframe data check",
+        r"qframe data check( .*)?",
+        run_data_check,
+        "the files it names are written from the fixture; as printed: exit 0, the report (or JSON)",
+    ),
     Rule(
         "qframe cache",
         r"qframe cache( .*)?",

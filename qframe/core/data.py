@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,8 @@ class MarketData:
         benchmark: benchmark close indexed by date, or None.
         name: a short label for messages.
         notes: one-line remarks collected while loading (e.g. vwap fallback).
+        findings: what the loader found in the source, JSON-ready (calendar gaps, splits, columns used...);
+            :mod:`qframe.core.data_report` turns it, with the market itself, into the run's data report.
     """
 
     calendar: pd.DatetimeIndex
@@ -44,6 +47,7 @@ class MarketData:
     benchmark: pd.Series | None = None
     name: str = "market"
     notes: list[str] = field(default_factory=list)
+    findings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         shape = (len(self.calendar), len(self.instruments))
@@ -101,6 +105,7 @@ class MarketData:
             benchmark=bench,
             name=self.name,
             notes=list(self.notes),
+            findings=self.findings,
         )
 
     def take_instruments(self, cols: slice | np.ndarray) -> MarketData:
@@ -113,6 +118,7 @@ class MarketData:
             benchmark=self.benchmark,
             name=self.name,
             notes=list(self.notes),
+            findings=self.findings,
         )
 
     def to_long(self) -> pd.DataFrame:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import json
 import logging
 import math
 import time
@@ -259,6 +260,7 @@ def run_workflow(
     and so checked, before any data is read. ``progress`` hears of each stage.
     """
     from qframe.core import tracking
+    from qframe.core.data_report import data_report
     from qframe.core.evaluation import risk_report, signal_analysis
 
     context = context or RunContext.for_config(cfg)
@@ -333,7 +335,8 @@ def run_workflow(
             _check_prediction(model, model_name, scores)
         except DegenerateResult:
             # what there is to look at stays with the FAILED run: the config, the predictions and the model
-            _log_artifacts(tracked, cfg, model, scores, None, None, mode, plots=False)
+            data = data_report(market, prepared.dropped_features, market_rules=rules)
+            _log_artifacts(tracked, cfg, model, scores, None, None, mode, plots=False, data=data)
             raise
 
         t0 = time.perf_counter()
@@ -370,7 +373,8 @@ def run_workflow(
 
         t0 = time.perf_counter()
         progress.start("recording", f"MLflow run {run.info.run_id[:8]}")
-        _log_artifacts(tracked, cfg, model, scores, report, daily_ic, mode, plots, checks)
+        data = data_report(market, prepared.dropped_features, market_rules=rules)
+        _log_artifacts(tracked, cfg, model, scores, report, daily_ic, mode, plots, checks, data)
         timings["recording"] = time.perf_counter() - t0
         # metrics, the model's fit info and the stage times in one write
         tracked.log(
@@ -401,21 +405,25 @@ def run_workflow(
             "model_info": info,
             "stages": progress.summary(),
             "controls": checks.lines,
+            "data_report": data,
         },
     )
     run_recorders(recorders, result, cfg)
     return result
 
 
-def _log_artifacts(tracked, cfg, model, scores, report, daily_ic, mode, plots: bool, checks=None) -> None:
+def _log_artifacts(tracked, cfg, model, scores, report, daily_ic, mode, plots: bool, checks=None, data=None) -> None:
     """The run's files: config, predictions, backtest report, daily IC, the model, the controls' daily excess
-    returns (``controls.parquet``) if they ran, and the plots if ``plots`` (with the random runs' band)."""
+    returns (``controls.parquet``) if they ran, the plots if ``plots`` (with the random runs' band), and ``data``
+    (the data report) as data_report.json."""
     from qframe.core.scratch import artifact_dir
 
     with artifact_dir() as out:
         # libyaml's emitter when PyYAML has it (~5x the pure-Python one)
         dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
         (out / "config.yaml").write_text(yaml.dump(cfg, Dumper=dumper, sort_keys=False))
+        if data is not None:
+            (out / "data_report.json").write_text(json.dumps(data, indent=1, default=str))
         scores.to_frame().reset_index().to_parquet(out / "pred.parquet", index=False)
         if report is not None:
             report.reset_index().to_parquet(out / "backtest_report.parquet", index=False)

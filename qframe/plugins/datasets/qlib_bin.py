@@ -226,6 +226,11 @@ class QlibBinDataset:
             b[got[0] - lo : got[0] - lo + len(got[1])] = got[1]
             bench = pd.Series(b, index=cal, name=self.benchmark)
 
-        md = MarketData(cal, codes, data, universe=universe, benchmark=bench, name=self.name, notes=notes)
+        # a Qlib directory's calendar is its exchange's and its prices are adjusted (factor = adjusted / raw)
+        findings = {"source": source, "format": "qlib", "adjust": "qlib (adjusted)"}
+        findings["splits"] = {"checked": False, "why": "Qlib's prices are adjusted", "found": []}
+        md = MarketData(
+            cal, codes, data, universe=universe, benchmark=bench, name=self.name, notes=notes, findings=findings
+        )
         md = select_market(md, source, instruments=self.instruments)
         return validate_market(md, source, complete_bars=False)
