@@ -1,9 +1,9 @@
 """The ``qframe`` console script.
 
-``qframe plugins`` and ``qframe cache`` are handled here; everything else is a Hydra run or sweep. Before Hydra sees
-the command line, the cheap things are checked (override syntax, config group options) so that a mistake costs one
-``qframe: error:`` line and exit status 2 instead of a Hydra traceback; errors Hydra raises while composing the
-config are turned into such a line too.
+``qframe plugins``, ``qframe cache`` and ``qframe runs`` are handled here; everything else is a Hydra run or
+sweep. Before Hydra sees the command line, the cheap things are checked (override syntax, config group options)
+so that a mistake costs one ``qframe: error:`` line and exit status 2 instead of a Hydra traceback; errors Hydra
+raises while composing the config are turned into such a line too.
 """
 
 from __future__ import annotations
@@ -127,6 +127,10 @@ def _subcommand(name: str) -> Callable[[list[str]], int] | None:
         from qframe.cache_cli import main as cache_main
 
         return cache_main
+    if name == "runs":
+        from qframe.experiments.cli import main as runs_main
+
+        return runs_main
     return None
 
 

@@ -260,7 +260,8 @@ def run_workflow(
             )
             timings.update(loaded)
 
-        run = tracked.start(tags=tracking.run_tags(market.fingerprint(), shared.source_tags if shared else None))
+        source = shared.source_tags if shared else None
+        run = tracked.start(tags={**tracking.run_tags(market.fingerprint(), source), **context.tags})
         experiment_id = run.info.experiment_id
         timings["tracking setup"] = tracked.waited  # what was left of the store set-up after data and features
 
