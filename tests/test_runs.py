@@ -249,3 +249,20 @@ def test_listing_and_leaderboard_on_postgresql(tmp_path):
         assert board.loc["a", "count"] == 2 and board.loc["a", "IC mean"] == pytest.approx(0.02)
         assert board.loc["a", "IC std"] == pytest.approx(0.01) and board.loc["b", "IC std"] == 0
         store.client._tracking_client.store.engine.dispose()  # the database is dropped next
+
+
+def test_rerun_reproduces_and_takes_overrides(workdir):
+    # last in this file: it adds runs to the module's store
+    before = {r["name"]: r for r in listed(workdir)}
+    again = runs_cmd(["rerun", "ridge-a"], workdir)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "re-running" in again.stderr
+    with_alpha = runs_cmd(["rerun", before["ridge-a"]["id"], "model.alpha=10"], workdir)
+    assert with_alpha.returncode == 0, with_alpha.stderr[-2000:]
+    newest = listed(workdir, "--limit", "2")
+    objective = "excess_return_with_cost.information_ratio"
+    # the same recorded overrides: the same numbers; with ridge-b's alpha: ridge-b's numbers
+    assert newest[1]["metrics"][objective] == before["ridge-a"]["metrics"][objective]
+    assert newest[1]["metrics"]["IC"] == before["ridge-a"]["metrics"]["IC"]
+    assert newest[0]["metrics"]["IC"] == before["ridge-b"]["metrics"]["IC"]
+    assert newest[0]["metrics"]["IC"] != before["ridge-a"]["metrics"]["IC"]

@@ -29,7 +29,7 @@ from qframe.experiments.store import (
 
 #: listing columns: the key metrics under short headers
 _SHORT = {"IC": "IC", "Rank IC": "Rank IC", "excess_return_with_cost.information_ratio": "IR (cost)"}
-ACTIONS = ("list", "show", "compare", "leaderboard", "delete")
+ACTIONS = ("list", "show", "compare", "leaderboard", "delete", "rerun")
 
 
 def _store_args(parser: argparse.ArgumentParser) -> None:
@@ -86,6 +86,10 @@ def _parser() -> argparse.ArgumentParser:
     delete.add_argument("runs", metavar="RUN", nargs="+")
     delete.add_argument("--purge", action="store_true", help="remove the runs and their artifacts for good")
     _store_args(delete)
+    rerun = sub.add_parser("rerun", help="run RUN again from the overrides it recorded (plus new ones)")
+    rerun.add_argument("run", metavar="RUN")
+    rerun.add_argument("overrides", nargs="*", help="KEY=VALUE overrides on top of the recorded ones")
+    _store_args(rerun)
     return parser
 
 
@@ -100,9 +104,14 @@ def main(argv: list[str]) -> int:
     action = args.action or "list"
     try:
         store = RunStore.open(args.tracking_uri, args.workdir)
-        return {"list": _list, "show": _show, "compare": _compare, "leaderboard": _leaderboard, "delete": _delete}[
-            action
-        ](store, args)
+        return {
+            "list": _list,
+            "show": _show,
+            "compare": _compare,
+            "leaderboard": _leaderboard,
+            "delete": _delete,
+            "rerun": _rerun,
+        }[action](store, args)
     except QFrameError as exc:
         print(f"qframe: error: {exc}", file=sys.stderr)
         return 2
@@ -396,3 +405,49 @@ def _delete(store: RunStore, args: argparse.Namespace) -> int:
     )
     print(f"{len(ids)} runs {how}: {', '.join(i[:8] for i in ids)}")
     return 0
+
+
+# --------------------------------------------------------------------------------------------------------- rerun
+
+
+def differences(run: Any, now: dict[str, str]) -> list[str]:
+    """What differs between the code and libraries that made ``run`` and ``now`` (:func:`source_tags`)."""
+    tags = run.data.tags
+    out = []
+    for key, what in (("qframe.version", "qframe"), ("qframe.git_commit", "the git commit")):
+        if tags.get(key) and now.get(key) and tags[key] != now[key]:
+            out.append(f"{what} was {tags[key][:12]}, is {now[key][:12]}")
+    if tags.get("qframe.git_dirty") == "true":
+        out.append("the run was made from a checkout with uncommitted changes")
+    try:
+        then, current = json.loads(tags.get("qframe.versions", "{}")), json.loads(now.get("qframe.versions", "{}"))
+    except ValueError:
+        then, current = {}, {}
+    out += [f"{k} was {v}, is {current[k]}" for k, v in then.items() if k in current and current[k] != v]
+    return out
+
+
+def _rerun(store: RunStore, args: argparse.Namespace) -> int:
+    from qframe.core import tracking
+    from qframe.core.errors import ConfigError
+
+    run = store.resolve(args.run)
+    recorded = run.data.tags.get(OVERRIDES_TAG)
+    if recorded is None:
+        raise ConfigError(
+            f"run {run.info.run_id[:8]} recorded no command-line overrides (made before qframe recorded them); "
+            f"run it as `qframe runs show {run.info.run_id[:8]}` prints under 're-run it'"
+        )
+    new_keys = {o.split("=", 1)[0].lstrip("+~") for o in args.overrides}
+    argv = [o for o in json.loads(recorded) if o.split("=", 1)[0].lstrip("+~") not in new_keys]
+    if not any(o.split("=", 1)[0] == "workdir" for o in argv + args.overrides) and "workdir" in run.data.params:
+        argv.append(f"workdir={run.data.params['workdir']}")  # the same caches and store
+    argv += args.overrides
+    for difference in differences(run, tracking.source_tags()):
+        print(
+            f"qframe: warning: {difference}: the numbers may differ from run {run.info.run_id[:8]}'s", file=sys.stderr
+        )
+    print(f"re-running {run.info.run_id[:8]}: {shlex.join(['qframe', *argv])}", file=sys.stderr)
+    from qframe.cli import _main
+
+    return _main(argv)
