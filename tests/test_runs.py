@@ -266,3 +266,16 @@ def test_rerun_reproduces_and_takes_overrides(workdir):
     assert newest[1]["metrics"]["IC"] == before["ridge-a"]["metrics"]["IC"]
     assert newest[0]["metrics"]["IC"] == before["ridge-b"]["metrics"]["IC"]
     assert newest[0]["metrics"]["IC"] != before["ridge-a"]["metrics"]["IC"]
+
+
+def test_sweep_last_is_the_grid(tmp_path):
+    wd = tmp_path / ".qframe"
+    with qframe.record(run_name="before", workdir=wd):
+        pass
+    grid = qframe_cmd(["-m", "model=linear", "model.alpha=0.1,1", *SMALL, f"workdir={wd}"], tmp_path)
+    assert grid.returncode == 0, grid.stderr[-2000:]
+    jobs = listed(wd, "--sweep", "last")
+    assert sorted(r["model"] for r in jobs) == ["linear", "linear"] and "before" not in {r["name"] for r in jobs}
+    board = json.loads(runs_cmd(["leaderboard", "--sweep", "last", "--by", "model.alpha", "--json"], wd).stdout)
+    assert sorted(row["model.alpha"] for row in board) == ["0.1", "1"]
+    assert len(listed(wd)) == 3  # grid jobs are runs of their own, listed by default
