@@ -102,6 +102,22 @@ def apply_thread_budget(cfg: dict, environ: os._Environ | dict = os.environ) -> 
         model["num_threads"] = int(budget)
 
 
+def job_tags() -> dict[str, str]:
+    """Tags of the Hydra job: its command-line overrides (``qframe runs show`` prints the command that re-runs
+    it) and, for a multirun job, its sweep directory (``qframe runs --sweep`` groups a grid's jobs by it)."""
+    import json
+
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return {}
+    hydra_cfg = HydraConfig.get()
+    tags = {"qframe.overrides": json.dumps(list(hydra_cfg.overrides.task))[:5000]}
+    if _is_multirun():
+        tags["qframe.sweep_dir"] = str(hydra_cfg.sweep.dir)
+    return tags
+
+
 class QFrameTask:
     """The task function Hydra runs for every job; it builds each run's :class:`RunContext` at this boundary.
 
@@ -137,7 +153,7 @@ class QFrameTask:
         """The run's context: its location, its identity in a sweep (from the job's environment), shared inputs."""
         from qframe.core.context import locate, trial_identity
 
-        return RunContext(locate(resolved, environ), trial_identity(environ), self.shared)
+        return RunContext(locate(resolved, environ), trial_identity(environ), self.shared, job_tags())
 
     def prefork(self, config: DictConfig) -> None:
         """Load what the jobs of a sweep share (market, features, segments, tracking look-ups), in its parent."""

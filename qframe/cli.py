@@ -1,7 +1,7 @@
 """The ``qframe`` console script.
 
-``qframe plugins``, ``qframe cache`` and ``qframe data`` are handled here; everything else is a Hydra run or
-sweep. Before Hydra sees the command line, the cheap things are checked (override syntax, config group options)
+``qframe plugins``, ``qframe cache``, ``qframe data`` and ``qframe runs`` are handled here; everything else is a Hydra
+run or sweep. Before Hydra sees the command line, the cheap things are checked (override syntax, config group options)
 so that a mistake costs one ``qframe: error:`` line and exit status 2 instead of a Hydra traceback; errors Hydra
 raises while composing the config are turned into such a line too.
 """
@@ -131,6 +131,10 @@ def _subcommand(name: str) -> Callable[[list[str]], int] | None:
         from qframe.data_cli import main as data_main
 
         return data_main
+    if name == "runs":
+        from qframe.experiments.cli import main as runs_main
+
+        return runs_main
     return None
 
 

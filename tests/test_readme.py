@@ -627,6 +627,21 @@ def run_data_check(case: Case, text: str, command: docs.Command) -> None:
         assert re.search(r"^data: \d+ instruments, \d+ days", proc.stdout, re.M), proc.stdout
 
 
+def run_runs(case: Case, text: str, command: docs.Command) -> None:
+    """``qframe runs ...``: after a small (ridge) run, so the store holds one run, as printed; exit 0; a listing
+    shows it (or says no run matches its filter), ``show`` prints how to re-run it, a leaderboard ranks it."""
+    with_small_run(case)
+    proc = case.bash(text, TIMEOUT_RUN)
+    expect_ok(proc)
+    words = shlex.split(text)[2:]
+    if words[:1] == ["show"]:
+        assert "re-run it: qframe " in proc.stdout, proc.stdout
+    elif words[:1] == ["leaderboard"]:
+        assert "linear" in proc.stdout, proc.stdout
+    else:
+        assert "linear" in proc.stdout or "no runs match" in proc.stdout, proc.stdout
+
+
 def check_error_transcript(case: Case, text: str, command: docs.Command) -> None:
     """A ``$ command`` with ``qframe: error: ...`` printed under it: as printed it exits 2 and prints exactly
     those lines on stderr."""
@@ -710,6 +725,12 @@ RULES = [
         r"qframe cache( .*)?",
         run_cache,
         "after a small run (so something is cached), as printed: exit 0; list names the entries, clear clears",
+    ),
+    Rule(
+        "qframe runs",
+        r"qframe runs( .*)?",
+        run_runs,
+        "after a small run (so the store holds a run), as printed: exit 0; it lists, shows or ranks that run",
     ),
     Rule(
         "qframe: a sweep",

@@ -126,6 +126,8 @@ class RunContext:
     location: RunLocation
     trial: TrialIdentity = field(default_factory=TrialIdentity)
     shared: SharedInputs | None = None
+    #: extra tags for the run's MLflow run (the app's: the command-line overrides, a sweep job's directory)
+    tags: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def for_config(cls, cfg: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> RunContext:

@@ -106,9 +106,26 @@ def git_state(directory: Path) -> tuple[str, bool] | None:
         return None
 
 
+#: the libraries whose versions a run records (``qframe.versions``): what a re-run's numbers depend on
+VERSIONED = ("numpy", "pandas", "lightgbm", "torch", "mlflow", "hydra-core")
+
+
+def versions() -> str:
+    """``{"numpy": "2.4.6", ...}`` (JSON) of :data:`VERSIONED`, from package metadata (nothing is imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in VERSIONED:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return json.dumps(found)
+
+
 def source_tags() -> dict[str, str]:
     """Tags saying where runs come from: qframe's version, the host, and the git state of the project."""
-    tags = {"qframe.version": qframe.__version__, "qframe.host": socket.gethostname()}
+    tags = {"qframe.version": qframe.__version__, "qframe.host": socket.gethostname(), "qframe.versions": versions()}
     # the researcher's project first (cwd), else the qframe checkout itself
     for where in (Path.cwd(), Path(qframe.__file__).parent):
         state = git_state(where)

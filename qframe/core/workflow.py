@@ -308,8 +308,9 @@ def run_workflow(
             )
             timings.update(loaded)
 
-        tags = tracking.run_tags(market.fingerprint(), shared.source_tags if shared else None)
-        run = tracked.start(tags=tags | {"qframe.market_rules": market_summary(rules)})
+        source = shared.source_tags if shared else None
+        tags = {**tracking.run_tags(market.fingerprint(), source), "qframe.market_rules": market_summary(rules)}
+        run = tracked.start(tags={**tags, **context.tags})
         experiment_id = run.info.experiment_id
         timings["tracking setup"] = tracked.waited  # what was left of the store set-up after data and features
 
