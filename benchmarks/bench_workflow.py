@@ -26,6 +26,7 @@ STAGES = [
     "predict",
     "signal analysis",
     "backtest + risk",
+    "controls",
     "recording",
     "tracking setup",
 ]

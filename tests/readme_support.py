@@ -207,9 +207,9 @@ def documented_commands() -> list[Command]:
 
 
 def sample_output(path: Path = ROOT / "README.md") -> Fence | None:
-    """The README's plain block that shows a run's summary (it starts with ``Signal (test segment)``)."""
+    """The README's plain block that shows a run's summary (the one with the ``Signal (test segment)`` table)."""
     for fence in fences(path):
-        if fence.lines and fence.lines[0].startswith("Signal (test segment)"):
+        if fence.lang in ("", "text") and any(line.startswith("Signal (test segment)") for line in fence.lines):
             return fence
     return None
 

@@ -897,7 +897,7 @@ def test_sample_output(default_run):
     """The README's sample output is what the default run prints: the IC and risk tables number for number (the
     box layout may differ), the objective line exactly, the MLflow lines with the run id and directory filled."""
     fence = docs.sample_output()
-    assert fence is not None, "README.md has no sample-output block starting with 'Signal (test segment)'"
+    assert fence is not None, "README.md has no sample-output block with the 'Signal (test segment)' table"
     proc, cwd = default_run["proc"], default_run["cwd"]
     expect_ok(proc)
     printed, shown = proc.stdout.splitlines(), list(fence.lines)
