@@ -38,3 +38,10 @@ def random_market(n_days: int = 200, n_inst: int = 12, seed: int = 0):
 @pytest.fixture
 def small_market():
     return random_market()
+
+
+@pytest.fixture(autouse=True)
+def _no_tracking_uri_from_earlier_tests(monkeypatch):
+    """``mlflow.set_tracking_uri`` (called by every in-process run) also sets ``MLFLOW_TRACKING_URI`` in this
+    process's environment: without this, a test would find the store of whichever in-process run came before it."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
