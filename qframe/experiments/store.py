@@ -90,7 +90,9 @@ def is_sweep_parent(run: Any) -> bool:
 
 
 class RunStore:
-    """One MLflow store, read with MLflow's client: search runs, resolve RUN references, delete runs.
+    """One MLflow store: search runs, resolve RUN references, delete runs. Searches of a database store read it
+    with SQL (:mod:`.sqlread`, ``sql=False``: never), everything else uses MLflow's client; either way a run is
+    shaped like ``mlflow.entities.Run`` (``run.info.run_id``, ``run.data.params``...).
 
     ``runs = RunStore.open()`` finds the store a run started here records to (``tracking_uri``, else
     ``MLFLOW_TRACKING_URI``, else ``<workdir>/mlflow.db``) and refuses, in one line, a sqlite store that does not
