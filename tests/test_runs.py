@@ -419,6 +419,25 @@ def test_sql_reader_matches_mlflow_client(varied_store):
     assert fast.search(trials=True).equals(slow.search(trials=True))
 
 
+def test_local_artifact_listing_matches_mlflow_client(workdir):
+    """Listing a run's artifacts from disk gives MLflow's FileInfo list (paths, directories, sizes, order)."""
+    from qframe.experiments.store import RecordedRun, RunStore
+
+    fast = RunStore.open(workdir=workdir)
+    slow = RunStore(fast.uri, fast.workdir, sql=False)
+    runs = slow.search_runs()
+    assert len(runs) == 3 and fast.search_runs(limit=0) == [] == slow.search_runs(limit=0)
+    for run in runs:
+        mine, theirs = RecordedRun(fast, run), RecordedRun(slow, run)
+        for path in ("", "model", "plots", "missing"):
+            listed = [(a.path, a.is_dir, a.file_size) for a in mine._list(path)]
+            assert listed == [(a.path, a.is_dir, a.file_size) for a in theirs._list(path)], path
+        files = [(a.path, a.file_size) for a in mine.artifacts()]
+        assert len(files) > 5 and any(p.startswith("model/") for p, _ in files)
+        assert files == [(a.path, a.file_size) for a in theirs.artifacts()]
+        assert mine.config == theirs.config and mine.config["model"]
+
+
 def test_sql_reader_leaves_the_rest_to_mlflow(varied_store):
     """Filters and sorts the reader does not translate go to MLflow's client: same answer, or MLflow's error."""
     from qframe.experiments.store import RunStore

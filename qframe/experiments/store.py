@@ -228,7 +228,7 @@ class RunStore:
         elif not trials:
             clauses.append(NO_TRIALS)
         reader = self.reader
-        if reader is not None:
+        if reader is not None and (limit is None or limit > 0):  # (no run for a limit <= 0, as the client's loop)
             found = reader.search_runs(ids, join_filters(*clauses), deleted, limit, sort_clause(sort))
             if found is not None:
                 return found
