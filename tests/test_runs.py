@@ -438,6 +438,26 @@ def test_local_artifact_listing_matches_mlflow_client(workdir):
         assert mine.config == theirs.config and mine.config["model"]
 
 
+def test_listing_showing_ranking_never_import_mlflow(workdir):
+    """On a sqlite store, listing, filtering, sorting, show and leaderboard answer without importing MLflow (its
+    import alone is 2-3 s of a command)."""
+    code = (
+        "import contextlib, io, sys\n"
+        "from qframe.experiments.cli import main\n"
+        f"wd = {str(workdir)!r}\n"
+        "for argv in (['--json'], ['--filter', 'metrics.IC > -1', '--sort=-metrics.IC', '--csv'],\n"
+        "             ['show', 'last'], ['show', 'ridge-a', '--json'], ['leaderboard', '--json']):\n"
+        "    out = io.StringIO()\n"
+        "    with contextlib.redirect_stdout(out):\n"
+        "        assert main([*argv, '--workdir', wd]) == 0, argv\n"
+        "    assert out.getvalue().strip(), argv\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'mlflow'))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=services.qframe_env())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"
+
+
 def test_sql_reader_leaves_the_rest_to_mlflow(varied_store):
     """Filters and sorts the reader does not translate go to MLflow's client: same answer, or MLflow's error."""
     from qframe.experiments.store import RunStore
