@@ -7,6 +7,7 @@ models and random metrics, 10% of them trials nested under 20 sweep parents.
 
     .venv/bin/python benchmarks/bench_runs.py                 # 2,000 runs
     .venv/bin/python benchmarks/bench_runs.py --runs 500 --repeat 5
+    .venv/bin/python benchmarks/bench_runs.py --store /tmp/runs-2000   # make the store once, reuse it after
 """
 
 from __future__ import annotations
@@ -81,12 +82,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--store", type=Path, help="keep the store in this work directory (made there once, reused after)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="qframe-bench-runs-") as tmp:
-        workdir = Path(tmp) / ".qframe"
-        t0 = time.perf_counter()
-        make_store(workdir, args.runs)
-        print(f"store of {args.runs} runs (+20 sweep parents) made in {time.perf_counter() - t0:.1f} s")
+        workdir = args.store.resolve() if args.store else Path(tmp) / ".qframe"
+        if (workdir / "mlflow.db").is_file():
+            print(f"store reused: {workdir}")
+        else:
+            t0 = time.perf_counter()
+            make_store(workdir, args.runs)
+            print(f"store of {args.runs} runs (+20 sweep parents) made in {time.perf_counter() - t0:.1f} s")
         qframe = [str(Path(sys.executable).parent / "qframe"), "runs"]
         where = ["--workdir", str(workdir)]
         cases = {

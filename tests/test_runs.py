@@ -279,3 +279,218 @@ def test_sweep_last_is_the_grid(tmp_path):
     board = json.loads(runs_cmd(["leaderboard", "--sweep", "last", "--by", "model.alpha", "--json"], wd).stdout)
     assert sorted(row["model.alpha"] for row in board) == ["0.1", "1"]
     assert len(listed(wd)) == 3  # grid jobs are runs of their own, listed by default
+
+
+# ---------------------------------------------------------------------------------------------------- the SQL reader
+
+
+def fill_varied(uri: str, wd: Path) -> None:
+    """Runs made with MLflow's client, with what a search has to get right: NaN and missing metrics, equal start
+    times (the run id breaks the tie), trials under a parent, a deleted run, several experiments, odd names."""
+    import math
+
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    from qframe.core import tracking
+
+    client = MlflowClient(uri)
+    first = tracking.ensure_experiment(uri, "qframe", wd / "artifacts")
+    second = tracking.ensure_experiment(uri, "study b", wd / "artifacts")
+    parent = client.create_run(first, run_name="sweep", tags={"qframe.kind": "sweep"}, start_time=1000).info.run_id
+    models = ["linear", "lightgbm", "Linear", "gru"]
+    for i in range(16):
+        tags = {"qframe.trial": str(i), "mlflow.parentRunId": parent} if i % 4 == 3 else {}
+        start = 2000 + 100 * (i // 2)  # pairs share a start time
+        name = "it's" if i == 5 else f"run-{i}"
+        run = client.create_run(first if i % 5 else second, run_name=name, tags=tags, start_time=start)
+        ic = math.nan if i % 6 == 1 else (i - 6) / 100
+        metrics = [Metric("IC", ic, 0, 0), Metric("Rank IC", i / 50, 0, 0)]
+        if i % 3:
+            metrics.append(Metric("excess_return_with_cost.information_ratio", 1 - i / 10, 0, 0))
+        params = [Param("model.name", models[i % 4]), Param("strategy.topk", str(10 + i))]
+        if i % 2:
+            params.append(Param("model.alpha", str(i)))
+        client.log_batch(run.info.run_id, metrics, params, [RunTag("note", f"n{i % 3}")])
+        status = ("FINISHED", "FAILED", "FINISHED", "KILLED")[i % 4]
+        client.set_terminated(run.info.run_id, status, end_time=start + 10 * i if i != 2 else None)
+        if i == 9:
+            client.delete_run(run.info.run_id)
+    client._tracking_client.store.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def varied_store(tmp_path_factory) -> Path:
+    wd = tmp_path_factory.mktemp("varied") / ".qframe"
+    fill_varied(f"sqlite:///{wd / 'mlflow.db'}", wd)
+    return wd
+
+
+FILTERS = [
+    None,
+    "metrics.IC > 0.03",
+    "metrics.IC >= -0.02 and metrics.`Rank IC` < 0.2",
+    "metrics.IC != 0.01",
+    "metrics.IC != 0",
+    "metrics.IC = 0",
+    "metrics.excess_return_with_cost.information_ratio <= 0.5",
+    "params.model.name = 'linear'",
+    'params.model.name = "Linear"',
+    "params.model.name LIKE 'lin%'",
+    "params.model.name ILIKE 'LIN%'",
+    "params.model.alpha IS NULL",
+    "params.model.alpha IS NOT NULL AND params.strategy.topk != '13'",
+    "tags.note = 'n1'",
+    "tags.mlflow.parentRunId IS NULL",
+    "tags.qframe.kind IS NOT NULL",
+    "attributes.run_name = 'run-4'",
+    "attributes.run_name LIKE 'run-1%'",
+    "attributes.run_id LIKE 'a%'",
+    "attributes.status = 'FAILED'",
+    "attributes.start_time >= 2300",
+    "attributes.end_time < 2500",
+    "run.status != 'FINISHED' AND metrics.IC < 0.1",
+]
+SORTS = [None, "-metrics.IC", "metrics.IC", "params.model.name,-metrics.`Rank IC`", "start_time", "-end_time"]
+
+
+def _as_data(runs: list) -> list[tuple]:
+    def metrics(m: dict) -> dict:
+        return {k: ("nan" if v != v else v) for k, v in m.items()}
+
+    return [
+        (
+            r.info.run_id,
+            r.info.run_name,
+            r.info.experiment_id,
+            r.info.user_id,
+            r.info.status,
+            r.info.start_time,
+            r.info.end_time,
+            r.info.lifecycle_stage,
+            r.info.artifact_uri,
+            metrics(r.data.metrics),
+            dict(r.data.params),
+            dict(r.data.tags),
+        )
+        for r in runs
+    ]
+
+
+ALL_VIEWS = ({}, {"trials": True, "deleted": True}, {"limit": 3, "experiment": "qframe"})
+
+
+def same_searches(fast, slow, views: tuple[dict, ...] = ALL_VIEWS) -> int:
+    """Every FILTERS x SORTS search (with and without trials and deleted runs, limited) answered alike by the SQL
+    reader and by MLflow's client; returns how many matched something."""
+    assert fast.reader is not None and slow.reader is None
+    assert {e: x.name for e, x in fast.experiments().items()} == {e: x.name for e, x in slow.experiments().items()}
+    checked = 0
+    for flt in FILTERS:
+        for sort in SORTS:
+            for kwargs in views:
+                args = dict(filter=flt, sort=sort, **kwargs)
+                expected = _as_data(slow.search_runs(**args))
+                got = _as_data(fast.search_runs(**args))
+                assert got == expected, (args, [g[1] for g in got], [e[1] for e in expected])
+                checked += bool(expected)
+    return checked
+
+
+def test_sql_reader_matches_mlflow_client(varied_store):
+    """The SQL reader gives what MLflow's client gives (order included) for every filter and sort, and is used."""
+    from qframe.experiments.store import RunStore
+
+    fast = RunStore.open(workdir=varied_store)
+    slow = RunStore(fast.uri, fast.workdir, sql=False)
+    assert same_searches(fast, slow) > 200  # most combinations match something
+    from qframe.experiments.store import join_filters, sort_clause
+
+    for flt in FILTERS:  # every one of them was answered by SQL, not by the client
+        assert fast.reader.search_runs(["1"], join_filters(flt), False, None, sort_clause("-metrics.IC")) is not None
+
+    def resolved(store: RunStore, name: str) -> object:
+        try:
+            return _as_data([store.resolve(name)])
+        except ConfigError as exc:
+            return str(exc)
+
+    for name in ("last", "run-4", "it's", "run-", "run-40", slow.search_runs(limit=1)[0].info.run_id[:6]):
+        assert resolved(fast, name) == resolved(slow, name)
+    run = fast.get("last")
+    assert [a.path for a in run.artifacts()] == [a.path for a in slow.get("last").artifacts()]
+    assert fast.search(trials=True).equals(slow.search(trials=True))
+
+
+def test_local_artifact_listing_matches_mlflow_client(workdir):
+    """Listing a run's artifacts from disk gives MLflow's FileInfo list (paths, directories, sizes, order)."""
+    from qframe.experiments.store import RecordedRun, RunStore
+
+    fast = RunStore.open(workdir=workdir)
+    slow = RunStore(fast.uri, fast.workdir, sql=False)
+    runs = slow.search_runs()
+    assert len(runs) >= 3 and fast.search_runs(limit=0) == [] == slow.search_runs(limit=0)
+    for run in runs:
+        mine, theirs = RecordedRun(fast, run), RecordedRun(slow, run)
+        for path in ("", "model", "plots", "missing"):
+            listed = [(a.path, a.is_dir, a.file_size) for a in mine._list(path)]
+            assert listed == [(a.path, a.is_dir, a.file_size) for a in theirs._list(path)], path
+        files = [(a.path, a.file_size) for a in mine.artifacts()]
+        assert len(files) > 5 and any(p.startswith("model/") for p, _ in files)
+        assert files == [(a.path, a.file_size) for a in theirs.artifacts()]
+        assert mine.config == theirs.config and mine.config["model"]
+
+
+def test_listing_showing_ranking_never_import_mlflow(workdir):
+    """On a sqlite store, listing, filtering, sorting, show and leaderboard answer without importing MLflow (its
+    import alone is 2-3 s of a command)."""
+    code = (
+        "import contextlib, io, sys\n"
+        "from qframe.experiments.cli import main\n"
+        f"wd = {str(workdir)!r}\n"
+        "for argv in (['--json'], ['--filter', 'metrics.IC > -1', '--sort=-metrics.IC', '--csv'],\n"
+        "             ['show', 'last'], ['show', 'trees', '--json'], ['leaderboard', '--json']):\n"
+        "    out = io.StringIO()\n"
+        "    with contextlib.redirect_stdout(out):\n"
+        "        assert main([*argv, '--workdir', wd]) == 0, argv\n"
+        "    assert out.getvalue().strip(), argv\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'mlflow'))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=services.qframe_env())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"
+
+
+def test_sql_reader_leaves_the_rest_to_mlflow(varied_store):
+    """Filters and sorts the reader does not translate go to MLflow's client: same answer, or MLflow's error."""
+    from qframe.experiments.store import RunStore
+
+    fast = RunStore.open(workdir=varied_store)
+    slow = RunStore(fast.uri, fast.workdir, sql=False)
+    for flt in ("attributes.run_id IN ('x', 'y')", "metrics.IC > 1e-3", "tags.note = 'it''s'"):
+        assert fast.reader.search_runs(["1"], flt, False, None, None) is None
+        assert _as_data(fast.search_runs(filter=flt)) == _as_data(slow.search_runs(filter=flt))
+    for bad in ("metrics.IC > 'x'", "metrics.IC > 0.1 OR metrics.IC < 0", "params.x > 1", "nonsense"):
+        with pytest.raises(ConfigError, match="MLflow store") as raised:
+            fast.search_runs(filter=bad)
+        with pytest.raises(ConfigError) as expected:
+            slow.search_runs(filter=bad)
+        assert str(raised.value) == str(expected.value)
+    with pytest.raises(ConfigError, match="duplicate"):
+        fast.search_runs(sort="metrics.IC,-metrics.IC")
+
+
+def test_sql_reader_matches_mlflow_client_on_postgresql(tmp_path):
+    missing = services.postgres_missing()
+    if missing and missing.startswith("not installed"):
+        pytest.skip(missing)
+    assert missing is None, missing
+    from qframe.experiments.store import RunStore
+
+    with services.fresh_database() as uri:
+        uri = uri.replace("postgresql://", "postgresql+psycopg://")
+        fill_varied(uri, tmp_path)
+        fast = RunStore.open(tracking_uri=uri, workdir=tmp_path)
+        slow = RunStore(fast.uri, fast.workdir, sql=False)
+        assert same_searches(fast, slow, ALL_VIEWS[1:2]) > 100  # one view: the client is slow on PostgreSQL
+        slow.client._tracking_client.store.engine.dispose()  # the database is dropped next
