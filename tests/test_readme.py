@@ -618,7 +618,7 @@ def run_data_check(case: Case, text: str, command: docs.Command) -> None:
     the report's first line (or JSON with --json)."""
     tokens = shlex.split(text)
     no_outside_paths(case, tokens)
-    prepare_data(case, hydra_args([t for t in tokens[3:] if t != "--json"]))
+    prepare_data(case, hydra_args([t for t in tokens[2:] if t != "--json"]))  # hydra_args skips "check"
     proc = case.bash(text, TIMEOUT_RUN)
     expect_ok(proc)
     if "--json" in tokens:
