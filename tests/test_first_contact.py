@@ -243,3 +243,21 @@ def test_thread_budget_reaches_only_an_unset_num_threads():
     none = {"model": {"name": "linear", "alpha": 1.0}}
     apply_thread_budget(none, {THREADS_ENV: "1"})
     assert "num_threads" not in none["model"]
+
+
+def test_csv_log_begun_with_other_columns_keeps_them(tmp_path):
+    """A runs.csv begun by an older qframe (fewer metric columns) gets rows under its own header, never shifted."""
+    from types import SimpleNamespace
+
+    from qframe.plugins.recorders.csv_log import CsvLogRecorder
+
+    path = tmp_path / "runs.csv"
+    old = ["time", "run_id", "experiment", "run_name", "dataset", "model", "strategy", "objective_name", "objective"]
+    path.write_text(",".join([*old, "IC"]) + "\n")
+    result = SimpleNamespace(run_id="r1", objective_name="IC", objective=0.5, metrics={"IC": 0.5, "controls.x": 1.0})
+    CsvLogRecorder(str(path))(result, {"experiment_name": "e", "model": {"name": "linear"}})
+    rows = pd.read_csv(path)
+    assert list(rows.columns) == [*old, "IC"]
+    assert rows.loc[0, "run_id"] == "r1" and rows.loc[0, "IC"] == 0.5 and rows.loc[0, "model"] == "linear"
+    CsvLogRecorder(str(tmp_path / "new.csv"))(result, {"experiment_name": "e"})
+    assert "controls.x" not in pd.read_csv(tmp_path / "new.csv").columns  # not a metric qframe declares

@@ -19,8 +19,9 @@ class CsvLogRecorder:
     """Appends ``time, run_id, experiment, run_name, dataset, model, strategy, objective_name, objective`` and every
     metric to ``path`` (default ``<workdir>/runs.csv``; a relative path starts at the current directory).
 
-    The columns are fixed, so rows of different runs line up; the header is written with the first row. Appends
-    from the parallel trials of a sweep are serialised by a file lock.
+    The columns are fixed, so rows of different runs line up; the header is written with the first row, and a log
+    begun with other columns (an older qframe's) keeps them. Appends from the parallel trials of a sweep are
+    serialised by a file lock.
     """
 
     def __init__(self, path: str | None = None) -> None:
@@ -46,13 +47,23 @@ class CsvLogRecorder:
             **{k: _cell(v) for k, v in result.metrics.items()},
         }
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=self.columns(), extrasaction="ignore")
         with FileLock(str(path) + ".lock"):
-            if not path.exists() or path.stat().st_size == 0:
+            header = _header(path)
+            # a log begun by an older qframe keeps its columns: rows line up with its header, new metrics left out
+            writer = csv.DictWriter(buffer, fieldnames=header or self.columns(), extrasaction="ignore")
+            if header is None:
                 writer.writeheader()
             writer.writerow(row)
             with path.open("a", encoding="utf-8", newline="") as f:
                 f.write(buffer.getvalue())
+
+
+def _header(path: Path) -> list[str] | None:
+    """The columns of the log at ``path``; None when there is none yet."""
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    with path.open(encoding="utf-8", newline="") as f:
+        return next(csv.reader(f), None) or None
 
 
 def _cell(value: float) -> str:
