@@ -228,27 +228,33 @@ def test_prefix_ambiguity_delete_and_purge(tmp_path):
         store.resolve("r2")
 
 
-def test_listing_and_leaderboard_on_postgresql(tmp_path):
+@pytest.fixture
+def postgres_uri():
+    """A fresh PostgreSQL database of the local server (dropped afterwards), as a SQLAlchemy URI with psycopg."""
     missing = services.postgres_missing()
     if missing and missing.startswith("not installed"):
         pytest.skip(missing)
     assert missing is None, missing
     with services.fresh_database() as uri:
-        uri = uri.replace("postgresql://", "postgresql+psycopg://")
-        values = {"a": [0.01, 0.03], "b": [0.05]}
-        for group, ics in values.items():
-            for ic in ics:
-                with qframe.record(run_name=f"{group}-{ic}", tracking_uri=uri, workdir=tmp_path) as rec:
-                    rec.log_params(**{"model.name": group})
-                    rec.log_metrics(IC=ic)
-        store = qframe.runs(tracking_uri=uri)
-        assert sorted(store.search()["run_name"]) == ["a-0.01", "a-0.03", "b-0.05"]
-        from qframe.experiments.leaderboard import leaderboard
+        yield uri.replace("postgresql://", "postgresql+psycopg://")
 
-        board = leaderboard(store.search_runs(), "model.name").set_index("model.name")
-        assert board.loc["a", "count"] == 2 and board.loc["a", "IC mean"] == pytest.approx(0.02)
-        assert board.loc["a", "IC std"] == pytest.approx(0.01) and board.loc["b", "IC std"] == 0
-        store.client._tracking_client.store.engine.dispose()  # the database is dropped next
+
+def test_listing_and_leaderboard_on_postgresql(tmp_path, postgres_uri):
+    uri = postgres_uri
+    values = {"a": [0.01, 0.03], "b": [0.05]}
+    for group, ics in values.items():
+        for ic in ics:
+            with qframe.record(run_name=f"{group}-{ic}", tracking_uri=uri, workdir=tmp_path) as rec:
+                rec.log_params(**{"model.name": group})
+                rec.log_metrics(IC=ic)
+    store = qframe.runs(tracking_uri=uri)
+    assert sorted(store.search()["run_name"]) == ["a-0.01", "a-0.03", "b-0.05"]
+    from qframe.experiments.leaderboard import leaderboard
+
+    board = leaderboard(store.search_runs(), "model.name").set_index("model.name")
+    assert board.loc["a", "count"] == 2 and board.loc["a", "IC mean"] == pytest.approx(0.02)
+    assert board.loc["a", "IC std"] == pytest.approx(0.01) and board.loc["b", "IC std"] == 0
+    store.client._tracking_client.store.engine.dispose()  # the database is dropped next
 
 
 def test_rerun_reproduces_and_takes_overrides(workdir):
@@ -480,17 +486,12 @@ def test_sql_reader_leaves_the_rest_to_mlflow(varied_store):
         fast.search_runs(sort="metrics.IC,-metrics.IC")
 
 
-def test_sql_reader_matches_mlflow_client_on_postgresql(tmp_path):
-    missing = services.postgres_missing()
-    if missing and missing.startswith("not installed"):
-        pytest.skip(missing)
-    assert missing is None, missing
+def test_sql_reader_matches_mlflow_client_on_postgresql(tmp_path, postgres_uri):
     from qframe.experiments.store import RunStore
 
-    with services.fresh_database() as uri:
-        uri = uri.replace("postgresql://", "postgresql+psycopg://")
-        fill_varied(uri, tmp_path)
-        fast = RunStore.open(tracking_uri=uri, workdir=tmp_path)
-        slow = RunStore(fast.uri, fast.workdir, sql=False)
-        assert same_searches(fast, slow, ALL_VIEWS[1:2]) > 100  # one view: the client is slow on PostgreSQL
-        slow.client._tracking_client.store.engine.dispose()  # the database is dropped next
+    uri = postgres_uri
+    fill_varied(uri, tmp_path)
+    fast = RunStore.open(tracking_uri=uri, workdir=tmp_path)
+    slow = RunStore(fast.uri, fast.workdir, sql=False)
+    assert same_searches(fast, slow, ALL_VIEWS[1:2]) > 100  # one view: the client is slow on PostgreSQL
+    slow.client._tracking_client.store.engine.dispose()  # the database is dropped next
