@@ -102,6 +102,13 @@ def apply_thread_budget(cfg: dict, environ: os._Environ | dict = os.environ) -> 
         model["num_threads"] = int(budget)
 
 
+def task_overrides() -> list[str]:
+    """The job's command-line overrides (none outside a Hydra job)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
 def job_tags() -> dict[str, str]:
     """Tags of the Hydra job: its command-line overrides (``qframe runs show`` prints the command that re-runs
     it) and, for a multirun job, its sweep directory (``qframe runs --sweep`` groups a grid's jobs by it)."""
@@ -180,6 +187,10 @@ class QFrameTask:
                     for category in _quiet_warnings():
                         warnings.simplefilter("ignore", category)
                 resolved = _resolve(cfg)
+                if resolved.get("from_run") is not None:
+                    from qframe.core.reuse import check_overrides
+
+                    check_overrides(task_overrides())
                 apply_thread_budget(resolved)
                 context = self.context(resolved)
                 result = run_workflow(resolved, context, progress=progress)
