@@ -52,6 +52,22 @@ if not OmegaConf.has_resolver("qframe.pid"):
     OmegaConf.register_new_resolver("qframe.pid", lambda: _LAUNCH_PID, use_cache=True)
 
 
+def _seed(default: int, *, _root_: DictConfig) -> int:
+    """``${qframe.seed:0}``: the config's top-level ``seed`` when it is set, else the component's own ``default``.
+
+    The model's and the controls' ``seed`` keys (conf/model/*.yaml, conf/config.yaml) and the tuners' sampler seed
+    are this interpolation: ``seed=1`` seeds them all, and a component's seed set explicitly (``model.seed=5``)
+    replaces the interpolation, so it wins.
+    """
+    value = _root_.get("seed")
+    return default if value is None else value
+
+
+# `seed: ${qframe.seed:0}` in the model configs, evaluation.controls and the tuners
+if not OmegaConf.has_resolver("qframe.seed"):
+    OmegaConf.register_new_resolver("qframe.seed", _seed)
+
+
 def _is_multirun() -> bool:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode

@@ -68,7 +68,7 @@ def source(tmp_path_factory):
 def test_same_strategy_same_metrics_other_topk_other_return(source):
     wd, src = source
     again = run(["from_run=source"], wd)
-    store = qframe.runs(workdir=wd)
+    store = qframe.runs(tracking_uri=f"sqlite:///{wd / 'mlflow.db'}")
     recorded = store.get(again.run_id)
     # every metric the source recorded, controls included, equals the re-evaluation's to the last bit
     assert again.metrics.keys() == src.metrics.keys()
@@ -109,7 +109,7 @@ def test_strategy_sweep_over_stored_predictions_fits_nothing(source):
     sweep = qframe_cmd(["-m", *data, "from_run=source", *space, "hydra.sweeper.n_trials=3", f"workdir={wd}"], wd.parent)
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     assert "sweep done: 3 complete, 0 failed" in sweep.stdout + sweep.stderr
-    store = qframe.runs(workdir=wd)
+    store = qframe.runs(tracking_uri=f"sqlite:///{wd / 'mlflow.db'}")
     trials = store.search(sweep="last")
     assert len(trials) == 3 and set(trials["status"]) == {"FINISHED"}
     assert set(trials["tags.qframe.from_run"]) == {src.run_id}

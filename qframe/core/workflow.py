@@ -69,6 +69,9 @@ def _check_settings(cfg: dict[str, Any], default_plots: bool) -> tuple[str, int 
     if objective not in metric_names():
         valid = ", ".join(metric_names())
         raise ConfigError(f"objective={objective!r} is not a recorded metric; valid options: {valid}")
+    seed = cfg.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ConfigError(f"seed={seed!r}: give a non-negative integer, or null for each component's own seed")
     ev = cfg.get("evaluation") or {}
     periods = annualization_setting(ev.get("annualization", FROM_MARKET))  # None: the market's
     mode = ev.get("accumulation", "sum")
