@@ -117,4 +117,6 @@ def test_strategy_sweep_over_stored_predictions_fits_nothing(source):
     # no trial fitted or predicted: it evaluated the source's predictions (same IC) under its own strategy
     assert not [c for c in trials.columns if c.startswith(("metrics.time.fit", "metrics.time.predict"))]
     assert set(trials["metrics.IC"]) == {src.metrics["IC"]}
+    # nor loaded anything: the sweep's parent loaded the source and the market once, and every trial forked with them
+    assert "metrics.time.data" not in trials.columns and trials["metrics.time.backtest_risk"].notna().all()
     assert json.loads(trials["tags.qframe.overrides"].iloc[0])  # each trial says what it was run with
