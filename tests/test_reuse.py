@@ -120,3 +120,11 @@ def test_strategy_sweep_over_stored_predictions_fits_nothing(source):
     # nor loaded anything: the sweep's parent loaded the source and the market once, and every trial forked with them
     assert "metrics.time.data" not in trials.columns and trials["metrics.time.backtest_risk"].notna().all()
     assert json.loads(trials["tags.qframe.overrides"].iloc[0])  # each trial says what it was run with
+
+    # `last` is now the sweep's parent run, which predicts nothing: from_run=last takes the newest finished run
+    # that is not one (a re-evaluation itself, if the first test ran: its predictions are the source's)
+    assert store.resolve("last").data.tags.get("qframe.kind") == "sweep"
+    again = run(["from_run=last"], wd)
+    named = store.get(store.get(again.run_id).tags["qframe.from_run"])
+    assert named.tags.get("qframe.kind") != "sweep" and named.status == "FINISHED"
+    assert again.metrics["IC"] == src.metrics["IC"]
