@@ -52,6 +52,22 @@ if not OmegaConf.has_resolver("qframe.pid"):
     OmegaConf.register_new_resolver("qframe.pid", lambda: _LAUNCH_PID, use_cache=True)
 
 
+def _seed(default: int, *, _root_: DictConfig) -> int:
+    """``${qframe.seed:0}``: the config's top-level ``seed`` when it is set, else the component's own ``default``.
+
+    The model's and the controls' ``seed`` keys (conf/model/*.yaml, conf/config.yaml) and the tuners' sampler seed
+    are this interpolation: ``seed=1`` seeds them all, and a component's seed set explicitly (``model.seed=5``)
+    replaces the interpolation, so it wins.
+    """
+    value = _root_.get("seed")
+    return default if value is None else value
+
+
+# `seed: ${qframe.seed:0}` in the model configs, evaluation.controls and the tuners
+if not OmegaConf.has_resolver("qframe.seed"):
+    OmegaConf.register_new_resolver("qframe.seed", _seed)
+
+
 def _is_multirun() -> bool:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -100,6 +116,13 @@ def apply_thread_budget(cfg: dict, environ: os._Environ | dict = os.environ) -> 
     model = cfg.get("model")
     if budget and isinstance(model, dict) and "num_threads" in model and model["num_threads"] is None:
         model["num_threads"] = int(budget)
+
+
+def task_overrides() -> list[str]:
+    """The job's command-line overrides (none outside a Hydra job)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def job_tags() -> dict[str, str]:
@@ -180,6 +203,10 @@ class QFrameTask:
                     for category in _quiet_warnings():
                         warnings.simplefilter("ignore", category)
                 resolved = _resolve(cfg)
+                if resolved.get("from_run") is not None:
+                    from qframe.core.reuse import check_overrides
+
+                    check_overrides(task_overrides())
                 apply_thread_budget(resolved)
                 context = self.context(resolved)
                 result = run_workflow(resolved, context, progress=progress)

@@ -19,10 +19,16 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
     # a pipe or log file gets a width that fits the table instead of rich's 80-column default
     console = console or Console(highlight=False, width=None if sys.stdout.isatty() else 150)
     s = result.settings
-    seg = s.get("segments", {})
+    seg = {k: v for k, v in s.get("segments", {}).items() if k in s["samples"]}
     console.print(
         "segments: " + ", ".join(f"{k} {lo}..{hi} ({s['samples'].get(k, 0)} rows)" for k, (lo, hi) in seg.items())
     )
+    if s.get("from_run"):
+        source = s["from_run"]
+        console.print(
+            f"predictions: of run {source['run_id'][:8]} ({source['name']}), model {source['model']}, re-evaluated "
+            "(no fit)"
+        )
     if s.get("market"):
         console.print(f"market rules: {market_summary(s['market'])}")
     if s.get("data_report"):

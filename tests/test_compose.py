@@ -47,6 +47,9 @@ def hydra_composed(loader, master, overrides, idx):
         ["+extra_key=3", "~recorders", "run_name='a b'", "segments.fractions=[0.5,0.25,0.25]", "tuner=lightgbm"],
         # a hydra setting (composed) next to values
         ["strategy.topk=7", "hydra.job.chdir=false", "tuner=lightgbm", "++hydra.job.env_set.QFRAME_SWEEP='1'"],
+        # a model whose config chooses its handler (Alpha360), and one told another handler
+        ["model=gru", "model.hidden_size=32", "tuner=lightgbm"],
+        ["model=alstm", "handler=alpha158", "model.window=20", "tuner=lightgbm"],
     ],
 )
 def test_template_plus_values_equals_hydras_composition(loader_and_master, overrides):
@@ -91,3 +94,21 @@ def test_a_bad_value_override_fails_as_in_hydra(loader_and_master):
     planned = JobComposer(loader, master).plan(["model.no_such_key=1", "tuner=lightgbm"])
     with pytest.raises(ConfigCompositionException, match="Could not override 'model.no_such_key'"):
         planned.config(0, in_place=False)
+
+
+@pytest.mark.parametrize("model", ["gru", "alstm"])
+def test_a_sequence_model_gets_alpha360_unless_a_handler_is_chosen(loader_and_master, model):
+    from hydra import compose
+
+    def handler(*overrides):
+        cfg = OmegaConf.to_container(compose("config", list(overrides)), resolve=True)["handler"]
+        return cfg["features"]["name"], [p["name"] for p in cfg["processors"]]
+
+    # Qlib's benchmark layout: 6 series x 60 days, RobustZScoreNorm then Fillna
+    assert handler(f"model={model}") == ("alpha360", ["robust_zscore_norm", "fillna"])
+    assert handler(f"model={model}", "handler.features.window=30") == ("alpha360", ["robust_zscore_norm", "fillna"])
+    # a handler the user chose wins, wherever it stands on the command line
+    assert handler(f"model={model}", "handler=alpha158", "model.window=20")[0] == "alpha158"
+    assert handler("handler=alpha158", f"model={model}")[0] == "alpha158"
+    # the other models keep the default handler
+    assert handler("model=lightgbm")[0] == handler("model=mlp")[0] == "alpha158"

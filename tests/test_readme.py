@@ -544,6 +544,35 @@ def run_sweep(case: Case, text: str, command: docs.Command) -> None:
         assert len(jobs) == max(1, math.prod(grid)), (grid, sorted(p.name for p in jobs))
 
 
+def run_from_run(case: Case, text: str, command: docs.Command) -> None:
+    """``from_run=RUN`` (a single run or a sweep): first a small ridge run, on a market sized for the command's
+    topk, which ``last`` (or its name) then names; the command as printed with that run's data sizes (the same data:
+    from_run checks it) and the small strategy unless the command sets one, 3 trials for a hyperopt sweep; no model
+    key (from_run refuses one: the source's model made the predictions). It must re-evaluate without a fit."""
+    tokens = shlex.split(text)
+    no_outside_paths(case, tokens)
+    args = hydra_args(tokens)
+    extra = small_overrides({**args, "model": "linear"})
+    sizes = [o for o in extra if o.startswith("dataset.")]
+    source = ["qframe", "model=linear", *sizes, "strategy.topk=5", "strategy.n_drop=1"]
+    ref = args["from_run"]
+    if ref != "last":
+        source.append(f"run_name={ref}")
+    expect_ok(case.bash(shlex.join(source), TIMEOUT_RUN), " (the run whose predictions from_run re-evaluates)")
+    extra = [o for o in extra if o.startswith(("dataset.", "strategy."))]
+    sweep = "-m" in tokens or "--multirun" in tokens
+    if sweep and (args.get("tuner") or args.get("hydra/sweeper") == "hyperopt"):
+        if args.get("hydra.sweeper.n_trials") is None:
+            extra.append(f"hydra.sweeper.n_trials={SMALL_TRIALS}")
+        else:
+            text = re.sub(r"(hydra\.sweeper\.n_trials=)\d+", rf"\g<1>{SMALL_TRIALS}", text)
+    proc = case.bash(" ".join([text, *map(shlex.quote, extra)]), TIMEOUT_SWEEP if sweep else TIMEOUT_RUN)
+    expect_ok(proc)
+    if not sweep:
+        assert re.search(r"^predictions: of run [0-9a-f]{8} .*\(no fit\)$", proc.stdout, re.M), proc.stdout
+        assert re.search(r"^objective \S+ = ", proc.stdout, re.M), proc.stdout
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -731,6 +760,12 @@ RULES = [
         r"qframe runs( .*)?",
         run_runs,
         "after a small run (so the store holds a run), as printed: exit 0; it lists, shows or ranks that run",
+    ),
+    Rule(
+        "qframe: from_run",
+        r"qframe (.* )?from_run=\S+( .*)?",
+        run_from_run,
+        "after a small ridge run (its market sized for the command's topk), the same data sizes: it re-evaluates",
     ),
     Rule(
         "qframe: a sweep",

@@ -69,6 +69,9 @@ def _check_settings(cfg: dict[str, Any], default_plots: bool) -> tuple[str, int 
     if objective not in metric_names():
         valid = ", ".join(metric_names())
         raise ConfigError(f"objective={objective!r} is not a recorded metric; valid options: {valid}")
+    seed = cfg.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ConfigError(f"seed={seed!r}: give a non-negative integer, or null for each component's own seed")
     ev = cfg.get("evaluation") or {}
     periods = annualization_setting(ev.get("annualization", FROM_MARKET))  # None: the market's
     mode = ev.get("accumulation", "sum")
@@ -87,9 +90,13 @@ def _check_settings(cfg: dict[str, Any], default_plots: bool) -> tuple[str, int 
 
 
 def _inputs_key(cfg: dict[str, Any], location: RunLocation) -> str:
+    from qframe.core import reuse
     from qframe.core.cache import cache_key
 
     parts = {k: cfg.get(k) for k in ("dataset", "handler", "segments")}
+    ref = reuse.reference(cfg)
+    if ref is not None:  # a re-evaluation's inputs: the source's predictions and the test label, no features
+        parts["from_run"] = ref
     return cache_key("inputs", parts, str(location.workdir))
 
 
@@ -152,16 +159,25 @@ def preload_inputs(cfg: dict[str, Any], location: RunLocation, registry: Registr
     starts a thread pool: the process forks afterwards. The tracking store is opened and its experiment resolved
     here too.
     """
-    from qframe.core import tracking
+    from qframe.core import reuse, tracking
 
     registry = registry or get_registry()
-    market, prepared, _ = _load_inputs(cfg, registry, location.cache_dir)
+    ref = reuse.reference(cfg)
+    if ref is not None:  # a sweep over one run's predictions (from_run): the source and test label, once
+        source = reuse.open_source(ref, location)
+        adopted = reuse.adopt(cfg, source)
+        market = _load_market(adopted, registry, location.cache_dir, Progress())
+        prepared = reuse.load_inputs(adopted, market, source)
+    else:
+        market, prepared, _ = _load_inputs(cfg, registry, location.cache_dir)
     source_tags, experiment_id = tracking.preload(location)
     return SharedInputs(_inputs_key(cfg, location), market, prepared, location, source_tags, experiment_id)
 
 
 def _shared_inputs(cfg: dict[str, Any], context: RunContext) -> tuple[Any, Any] | None:
     """The context's preloaded inputs when they are this config's, as containers of the run's own."""
+    from qframe.core.reuse import ReusedInputs
+
     shared = context.shared
     if shared is None or shared.key != _inputs_key(cfg, context.location):
         return None
@@ -170,7 +186,8 @@ def _shared_inputs(cfg: dict[str, Any], context: RunContext) -> tuple[Any, Any] 
     market = copy.copy(market)
     market.notes = list(market.notes)
     prepared = copy.copy(prepared)
-    prepared.segments = dict(prepared.segments)
+    if not isinstance(prepared, ReusedInputs):
+        prepared.segments = dict(prepared.segments)
     prepared.from_cache = True
     return market, prepared
 
@@ -247,6 +264,43 @@ def _fit(model: Any, train: Any, valid: Any, checkpoints: Path, progress: Progre
     method(*args, progress=progress) if takes_progress else method(*args)
 
 
+def _fit_predict(
+    model: Any, model_name: str, prepared: Any, location: RunLocation, run: Any, progress: Progress, timings: dict
+) -> tuple[dict[str, int], dict[str, Any], pd.Series]:
+    """Fit on train (early stopping on valid) and predict the test segment: (samples, fit info, scores)."""
+    train, valid, test = (prepared.segments[s] for s in ("train", "valid", "test"))
+    samples = {s: len(p) for s, p in prepared.segments.items()}
+
+    t0 = time.perf_counter()
+    progress.start("fit", f"{model_name} on {len(train):,} rows")
+    _fit(model, train, valid, location.workdir / "checkpoints" / run.info.run_id, progress)
+    timings["fit"] = time.perf_counter() - t0
+    info = model.info() or {}
+    progress.finish(f"{model_name}" + "".join(f", {k.replace('_', ' ')} {v}" for k, v in list(info.items())[:2]))
+    # the learn segments are copies (DropnaLabel) no longer needed: free them before predicting and recording
+    del train, valid
+    prepared.segments.pop("train")
+    prepared.segments.pop("valid")
+
+    t0 = time.perf_counter()
+    predictions = model.predict_panel(test) if hasattr(model, "predict_panel") else model.predict(test.X)
+    scores = test.series(predictions, "score")
+    timings["predict"] = time.perf_counter() - t0
+    return samples, info, scores
+
+
+def _source_of(cfg: dict[str, Any], location: RunLocation, preloaded: tuple[Any, Any] | None) -> Any:
+    """The recorded run whose predictions ``cfg`` re-evaluates (``from_run``): preloaded by a sweep, or opened."""
+    from qframe.core import reuse
+
+    ref = reuse.reference(cfg)
+    if ref is None:
+        return None
+    if preloaded is not None and isinstance(preloaded[1], reuse.ReusedInputs):
+        return preloaded[1].source
+    return reuse.open_source(ref, location)
+
+
 def run_workflow(
     cfg: dict[str, Any],
     context: RunContext | None = None,
@@ -257,9 +311,10 @@ def run_workflow(
 
     ``context`` says where the run records and whether it is a sweep's trial (default: a single run located by
     ``cfg``'s ``workdir``, ``tracking_uri``, ``experiment_name`` and ``artifact_root``). Every component is built,
-    and so checked, before any data is read. ``progress`` hears of each stage.
+    and so checked, before any data is read. ``progress`` hears of each stage. With ``from_run`` set, the predictions
+    of that recorded run are evaluated instead of fitting a model (:mod:`qframe.core.reuse`).
     """
-    from qframe.core import tracking
+    from qframe.core import reuse, tracking
     from qframe.core.data_report import data_report
     from qframe.core.evaluation import risk_report, signal_analysis
 
@@ -272,15 +327,23 @@ def run_workflow(
     location = context.location
     params = tracking.flatten(cfg)
     shared = context.shared
+    preloaded = _shared_inputs(cfg, context)
 
     def tracked_run() -> tracking.DeferredRun:
         experiment_id = shared.experiment_of(location) if shared is not None else None
         return tracking.DeferredRun(location, cfg.get("run_name"), params, context.trial, experiment_id)
 
     try:
+        source = _source_of(cfg, location, preloaded)
+        if source is not None:  # the model and handler that made the predictions, as recorded
+            cfg = reuse.adopt(cfg, source)
+            params = tracking.flatten(cfg)
         # built before any work, so a typo, a wrong type or an unknown parameter costs nothing
         dataset_name, dataset = _component(cfg, registry, "dataset")
-        model_name, model = _component(cfg, registry, "model")
+        if source is None:
+            model_name, model = _component(cfg, registry, "model")
+        else:
+            model_name, model = reuse.model_name(cfg), None
         strategy_name, strategy = _component(cfg, registry, "strategy")
         recorders = make_recorders(registry, cfg.get("recorders"))  # called with the result
         rules = _market_rules(cfg, (dataset_name, dataset), (strategy_name, strategy), periods)
@@ -298,40 +361,37 @@ def run_workflow(
 
     timings: dict[str, float] = {}
     with tracked_run() as tracked:
-        preloaded = _shared_inputs(cfg, context)
         if preloaded is not None:
             market, prepared = preloaded
             market.notes.extend(_check_strategy(strategy, market, prepared.bounds["test"]))
+        elif source is not None:
+            t0 = time.perf_counter()
+            market = _load_market(cfg, registry, location.cache_dir, progress, (dataset_name, dataset))
+            timings["data"] = time.perf_counter() - t0
+            progress.start("predictions", f"of run {source.label}, checked against the test segment")
+            prepared = reuse.load_inputs(cfg, market, source)
+            market.notes.extend(_check_strategy(strategy, market, prepared.bounds["test"]))
+            progress.finish(f"{len(source.scores):,} predictions of {model_name} (run {source.label})")
         else:
             market, prepared, loaded = _load_inputs(
                 cfg, registry, location.cache_dir, progress, strategy, (dataset_name, dataset)
             )
             timings.update(loaded)
 
-        source = shared.source_tags if shared else None
-        tags = {**tracking.run_tags(market.fingerprint(), source), "qframe.market_rules": market_summary(rules)}
+        tags = {
+            **tracking.run_tags(market.fingerprint(), shared.source_tags if shared else None),
+            "qframe.market_rules": market_summary(rules),
+        }
+        if source is not None:
+            tags[reuse.SOURCE_TAG] = source.run_id
         run = tracked.start(tags={**tags, **context.tags})
         experiment_id = run.info.experiment_id
         timings["tracking setup"] = tracked.waited  # what was left of the store set-up after data and features
 
-        train, valid, test = (prepared.segments[s] for s in ("train", "valid", "test"))
-        samples = {s: len(p) for s, p in prepared.segments.items()}
-
-        t0 = time.perf_counter()
-        progress.start("fit", f"{model_name} on {len(train):,} rows")
-        _fit(model, train, valid, location.workdir / "checkpoints" / run.info.run_id, progress)
-        timings["fit"] = time.perf_counter() - t0
-        info = model.info() or {}
-        progress.finish(f"{model_name}" + "".join(f", {k.replace('_', ' ')} {v}" for k, v in list(info.items())[:2]))
-        # the learn segments are copies (DropnaLabel) no longer needed: free them before predicting and recording
-        del train, valid
-        prepared.segments.pop("train")
-        prepared.segments.pop("valid")
-
-        t0 = time.perf_counter()
-        predictions = model.predict_panel(test) if hasattr(model, "predict_panel") else model.predict(test.X)
-        scores = test.series(predictions, "score")
-        timings["predict"] = time.perf_counter() - t0
+        if source is not None:  # no fit, no prediction: the source run's, checked against this test segment
+            samples, info, scores = prepared.samples, {}, source.scores
+        else:
+            samples, info, scores = _fit_predict(model, model_name, prepared, location, run, progress, timings)
         try:
             _check_prediction(model, model_name, scores)
         except DegenerateResult:
@@ -407,6 +467,7 @@ def run_workflow(
             "stages": progress.summary(),
             "controls": checks.lines,
             "data_report": data,
+            "from_run": {"run_id": source.run_id, "name": source.name, "model": model_name} if source else None,
         },
     )
     run_recorders(recorders, result, cfg)
@@ -432,9 +493,10 @@ def _log_artifacts(tracked, cfg, model, scores, report, daily_ic, mode, plots: b
             daily_ic.reset_index().to_parquet(out / "ic.parquet", index=False)
         if checks is not None and checks.daily is not None:
             checks.daily.reset_index().to_parquet(out / "controls.parquet", index=False)
-        model_dir = out / "model"
-        model_dir.mkdir()
-        model.save(model_dir)
+        if model is not None:  # a re-evaluation (from_run) has the source run's predictions, not its model
+            model_dir = out / "model"
+            model_dir.mkdir()
+            model.save(model_dir)
         if plots:
             from qframe.core.plots import plot_ic, plot_returns
 
