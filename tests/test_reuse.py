@@ -38,14 +38,7 @@ def run(overrides: list[str], workdir: Path):
 
 
 def qframe_cmd(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "qframe", *args],
-        cwd=cwd,
-        env=services.qframe_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return services.run_qframe(args, cwd)
 
 
 def one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:

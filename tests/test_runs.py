@@ -25,14 +25,7 @@ SMALL = ["dataset.n_instruments=40", "dataset.n_days=320", "strategy.topk=5", "s
 
 
 def qframe_cmd(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "qframe", *args],
-        cwd=cwd,
-        env=services.qframe_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return services.run_qframe(args, cwd)
 
 
 def runs_cmd(args: list[str], workdir: Path) -> subprocess.CompletedProcess:

@@ -76,14 +76,7 @@ def test_models_by_seeds_grid_then_leaderboard(tmp_path):
     wd = tmp_path / ".qframe"
 
     def qframe_cmd(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "qframe", *args],
-            cwd=tmp_path,
-            env=services.qframe_env(),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        return services.run_qframe(list(args), tmp_path)
 
     grid = qframe_cmd("-m", "model=lightgbm_small,linear", "seed=1,2", *SMALL, f"workdir={wd}")
     assert grid.returncode == 0, grid.stderr[-3000:]

@@ -37,6 +37,18 @@ def qframe_env() -> dict[str, str]:
     return out
 
 
+def run_qframe(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m qframe ARGS`` in ``cwd`` with :func:`qframe_env`, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "qframe", *args],
+        cwd=cwd,
+        env=qframe_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def postgres_missing() -> str | None:
     """None when PostgreSQL answers at :data:`ADMIN_URI`; else why, prefixed ``not installed:`` only when no
     PostgreSQL program is on this machine (a developer's laptop), so a caller may skip just then."""
