@@ -128,6 +128,9 @@ def _artifact(store: Any, run: Any, name: str, what: str) -> Any:
 
     from qframe.experiments.store import read_artifact
 
+    local = _local_artifact(run.info.artifact_uri, name)
+    if local is not None:
+        return read_artifact(local)  # a file store's artifact is read where it lies
     repo = get_artifact_repository(run.info.artifact_uri, tracking_uri=store.uri)
     with tempfile.TemporaryDirectory(prefix="qframe-from-run-") as directory:
         try:
@@ -136,6 +139,18 @@ def _artifact(store: Any, run: Any, name: str, what: str) -> Any:
             has = ", ".join(store.get(run.info.run_id).artifact_paths("")) or "none"
             raise DataError(f"{what} has no {name} to re-evaluate (its artifacts: {has})") from None
         return read_artifact(Path(local))
+
+
+def _local_artifact(artifact_uri: str, name: str) -> Any:
+    """The path of artifact ``name`` when the run's artifacts are local files and it exists there, else None."""
+    from pathlib import Path
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(artifact_uri)
+    if parsed.scheme not in ("", "file") or (parsed.scheme == "file" and parsed.netloc not in ("", "localhost")):
+        return None
+    path = Path(unquote(parsed.path)) / name
+    return path if path.is_file() else None
 
 
 def _scores(frame: pd.DataFrame, what: str) -> pd.Series:

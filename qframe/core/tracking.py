@@ -21,6 +21,8 @@ from typing import Any
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_TELEMETRY_ENABLED", "false")
+# MLflow's download progress bars would break a run's (or an error's) one-line output
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 from filelock import FileLock  # noqa: E402
 
