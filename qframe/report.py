@@ -59,9 +59,11 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
     if s.get("stages"):
         console.print(f"stages: {s['stages']}")
     console.print(f"objective {result.objective_name} = {_fmt(result.objective)}")
-    console.print(f"MLflow run {result.run_id} (experiment {result.experiment_id}) in {result.tracking_uri}")
-    console.print(f"artifacts: {result.artifact_uri}")
+    # paths and commands stay whole lines, however long: they are copied and pasted
+    where = f"MLflow run {result.run_id} (experiment {result.experiment_id}) in {result.tracking_uri}"
+    console.print(where, soft_wrap=True)
+    console.print(f"artifacts: {result.artifact_uri}", soft_wrap=True)
     if result.tracking_uri.startswith(("sqlite:", "file:", "postgresql:", "mysql:")):
-        console.print(f"open it: mlflow ui --backend-store-uri {result.tracking_uri}")
+        console.print(f"open it: mlflow ui --backend-store-uri {result.tracking_uri}", soft_wrap=True)
     else:
-        console.print(f"open it: {result.tracking_uri}")
+        console.print(f"open it: {result.tracking_uri}", soft_wrap=True)
