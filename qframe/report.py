@@ -8,7 +8,8 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from qframe.core.workflow import RISK_BLOCKS, RISK_STATS, SIGNAL_METRICS, RunResult, market_summary
+from qframe.core.markets import market_summary
+from qframe.core.workflow import RISK_BLOCKS, RISK_STATS, SIGNAL_METRICS, RunResult
 
 
 def _fmt(value: float) -> str:

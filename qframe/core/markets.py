@@ -13,7 +13,7 @@ over the market's; their default value :data:`FROM_MARKET` (``"market"``) means 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from qframe.core.errors import ConfigError
@@ -124,3 +124,42 @@ def annualization_setting(value: Any) -> int | None:
             f"market's: 238 for market=cn, 252 for us and none), got {value!r}"
         )
     return int(value)
+
+
+def applied_rules(
+    cfg: dict[str, Any], dataset: tuple[str, Any], strategy: tuple[str, Any], periods: int | None
+) -> dict[str, Any]:
+    """The market rules of a run (``market``, explicit settings winning), given to the strategy; as recorded."""
+    choice: MarketChoice = resolve_market(cfg.get("market"), dataset[1], dataset[0])
+    market = choice.rules
+    use = getattr(strategy[1], "use_market_rules", None)
+    applied = use(market) if callable(use) else None
+    explicit = []
+    if applied is not None:
+        explicit = [
+            f"strategy.{k}={'null' if getattr(applied, k) is None else getattr(applied, k)}"
+            for k in ("limit_threshold", "trade_unit")
+            if getattr(applied, k) != getattr(market, k)
+        ]
+    if periods is not None and periods != market.annualization:
+        explicit.append(f"evaluation.annualization={periods}")
+    effective = replace(applied or market, annualization=periods or market.annualization)
+    return {
+        "name": market.name,
+        "limit_threshold": effective.limit_threshold if applied is not None else None,
+        "trade_unit": effective.trade_unit if applied is not None else None,
+        "annualization": effective.annualization,
+        "applied_by_strategy": applied is not None,
+        "reason": choice.reason,
+        "explicit": explicit,
+        "description": effective.describe()
+        if applied is not None
+        else f"{effective.annualization} periods a year; strategy {strategy[0]!r} takes no market rules "
+        "(no use_market_rules): its own price limits and lots apply",
+    }
+
+
+def market_summary(rules: dict[str, Any]) -> str:
+    """``cn — price limits ±9.5 %, lots of 100 shares, 238 periods a year (synthetic A-share-like market; ...)``."""
+    explicit = f"; set explicitly: {', '.join(rules['explicit'])}" if rules["explicit"] else ""
+    return f"{rules['name']} — {rules['description']} ({rules['reason']}{explicit})"

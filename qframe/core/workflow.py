@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from qframe.core.controls import check_objective, control_metric_names, control_
 from qframe.core.errors import ConfigError, DegenerateResult
 from qframe.core.evaluation import ACCUMULATION_MODES
 from qframe.core.handler import dropped_summary, prepare
-from qframe.core.markets import FROM_MARKET, MarketChoice, annualization_setting, resolve_market
+from qframe.core.markets import FROM_MARKET, annualization_setting, applied_rules, market_summary
 from qframe.core.progress import Progress
 from qframe.core.recorders import make_recorders, run_recorders
 from qframe.core.registry import Registry, get_registry
@@ -192,45 +192,6 @@ def _shared_inputs(cfg: dict[str, Any], context: RunContext) -> tuple[Any, Any] 
     return market, prepared
 
 
-def _market_rules(
-    cfg: dict[str, Any], dataset: tuple[str, Any], strategy: tuple[str, Any], periods: int | None
-) -> dict[str, Any]:
-    """The market rules of the run (``market``, explicit settings winning), given to the strategy; as recorded."""
-    choice: MarketChoice = resolve_market(cfg.get("market"), dataset[1], dataset[0])
-    market = choice.rules
-    use = getattr(strategy[1], "use_market_rules", None)
-    applied = use(market) if callable(use) else None
-    explicit = []
-    if applied is not None:
-        explicit = [
-            f"strategy.{k}={'null' if getattr(applied, k) is None else getattr(applied, k)}"
-            for k in ("limit_threshold", "trade_unit")
-            if getattr(applied, k) != getattr(market, k)
-        ]
-    if periods is not None and periods != market.annualization:
-        explicit.append(f"evaluation.annualization={periods}")
-    effective = replace(applied or market, annualization=periods or market.annualization)
-    return {
-        "name": market.name,
-        "limit_threshold": effective.limit_threshold if applied is not None else None,
-        "trade_unit": effective.trade_unit if applied is not None else None,
-        "annualization": effective.annualization,
-        "applied_by_strategy": applied is not None,
-        "reason": choice.reason,
-        "explicit": explicit,
-        "description": effective.describe()
-        if applied is not None
-        else f"{effective.annualization} periods a year; strategy {strategy[0]!r} takes no market rules "
-        "(no use_market_rules): its own price limits and lots apply",
-    }
-
-
-def market_summary(rules: dict[str, Any]) -> str:
-    """``cn — price limits ±9.5 %, lots of 100 shares, 238 periods a year (synthetic A-share-like market; ...)``."""
-    explicit = f"; set explicitly: {', '.join(rules['explicit'])}" if rules["explicit"] else ""
-    return f"{rules['name']} — {rules['description']} ({rules['reason']}{explicit})"
-
-
 def _check_prediction(model: Any, model_name: str, scores: pd.Series) -> None:
     """Refuse predictions that carry no ranking: none finite, or one constant for every instrument of a day."""
     from qframe.core.evaluation import cross_sectional_spread, is_constant
@@ -346,7 +307,7 @@ def run_workflow(
             model_name, model = reuse.model_name(cfg), None
         strategy_name, strategy = _component(cfg, registry, "strategy")
         recorders = make_recorders(registry, cfg.get("recorders"))  # called with the result
-        rules = _market_rules(cfg, (dataset_name, dataset), (strategy_name, strategy), periods)
+        rules = applied_rules(cfg, (dataset_name, dataset), (strategy_name, strategy), periods)
         periods = rules["annualization"]
         params.update(
             {f"market_rules.{k}": str(rules[k]) for k in ("name", "limit_threshold", "trade_unit", "annualization")}
