@@ -145,16 +145,17 @@ def test_mean_daily_ic_is_the_mean_of_signal_analysis_daily_ic():
 
 def test_a_prediction_without_spread_is_constant_relative_to_its_size():
     # LightGBM without a split predicts its base score up to rounding (spreads ~1e-25): constant, though not exactly;
-    # a tiny but real ranking (spread 10 % of values that are small themselves) is not
+    # so is a spread of 1e-9 on values of 0.5 (above any absolute floor: the check is relative); a tiny but real
+    # ranking (a spread of 10 % on values that are small themselves) is not
     from qframe.core.evaluation import cross_sectional_spread, is_constant
 
     rng = np.random.default_rng(0)
     idx = pd.MultiIndex.from_product([pd.bdate_range("2021-01-01", periods=30), range(40)])
-    for base, jitter, constant in ((0.0123, 1e-25, True), (7e-11, 0.0, True), (1e-9, 1e-10, False), (0.0, 0.02, False)):
+    cases = ((7.4e-11, 1e-25, True), (0.5, 1e-9, True), (7.4e-11, 0.0, True), (1e-9, 1e-10, False), (0.0, 0.02, False))
+    for base, jitter, constant in cases:
         spread, scale = cross_sectional_spread(pd.Series(base + jitter * rng.normal(size=len(idx)), idx))
         assert is_constant(spread, scale) is constant, (base, jitter, spread, scale)
-        if jitter:
-            assert spread > 0  # the check is relative: the constant case's spread is not exactly zero
+        assert spread > 0 or not jitter, (base, jitter)  # not exactly zero, yet constant
 
 
 def test_run_plots_name_both_axes():
