@@ -21,6 +21,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from qframe.core.context import default_workdir
+
 KINDS = ("features", "market", "checkpoint")
 
 
@@ -33,11 +35,6 @@ class Entry:
     bytes: int
     modified: float
     what: str
-
-
-def default_workdir() -> Path:
-    """The work directory a run started here would use: ``$QFRAME_HOME``, else ``./.qframe``."""
-    return Path(os.environ.get("QFRAME_HOME") or Path.cwd() / ".qframe").expanduser().resolve()
 
 
 def _size(path: Path) -> int:
@@ -131,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     """Run ``qframe cache``; returns the exit status."""
     args = _parser().parse_args(argv)
-    workdir = args.workdir.expanduser().resolve() if args.workdir else default_workdir()
+    workdir = args.workdir.expanduser().resolve() if args.workdir else default_workdir(os.environ)
     if args.workdir and not workdir.is_dir():
         print(f"qframe: error: --workdir {workdir}: no such directory", file=sys.stderr)
         return 2

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from test_plugins import compose  # the resolved config of the `qframe` command, small market
 
 from qframe.core.context import (
     RunContext,
     TrialIdentity,
+    default_workdir,
     locate,
     trial_environment,
     trial_identity,
@@ -23,6 +26,15 @@ def test_locate_prefers_the_config_then_the_given_environment_then_the_workdir_s
     assert locate({"workdir": str(tmp_path)}, env).tracking_uri == "http://127.0.0.1:5999"
     configured = {"workdir": str(tmp_path), "tracking_uri": "sqlite:////x.db", "experiment_name": "e"}
     assert (locate(configured, env).tracking_uri, locate(configured, env).experiment) == ("sqlite:////x.db", "e")
+    # no workdir: $QFRAME_HOME of the given environment, else ./.qframe, as the config's default and `qframe runs`
+    home = {"QFRAME_HOME": str(tmp_path / "home")}
+    assert locate({}, home).workdir == (tmp_path / "home").resolve() == default_workdir(home)
+    assert locate({}, {}).workdir == default_workdir() == (Path.cwd() / ".qframe").resolve()
+    from qframe.experiments.store import resolve_uri
+
+    home_dir = (tmp_path / "home").resolve()
+    assert resolve_uri(environ=home) == (f"sqlite:///{home_dir / 'mlflow.db'}", home_dir)
+    assert resolve_uri(workdir=tmp_path / "w", environ=home)[1] == here.workdir
 
 
 def test_a_trials_identity_survives_the_trip_through_the_job_environment():

@@ -141,3 +141,33 @@ def test_mean_daily_ic_is_the_mean_of_signal_analysis_daily_ic():
     )
     assert np.isnan(mean_daily_ic(pred[day == 8], label[day == 8], day[day == 8]))
     assert np.isnan(mean_daily_ic(pred[:0], label[:0], day[:0]))
+
+
+def test_a_prediction_without_spread_is_constant_relative_to_its_size():
+    # LightGBM without a split predicts its base score up to rounding (spreads ~1e-25): constant, though not exactly;
+    # so is a spread of 1e-9 on values of 0.5 (above any absolute floor: the check is relative); a tiny but real
+    # ranking (a spread of 10 % on values that are small themselves) is not
+    from qframe.core.evaluation import cross_sectional_spread, is_constant
+
+    rng = np.random.default_rng(0)
+    idx = pd.MultiIndex.from_product([pd.bdate_range("2021-01-01", periods=30), range(40)])
+    cases = ((7.4e-11, 1e-25, True), (0.5, 1e-9, True), (7.4e-11, 0.0, True), (1e-9, 1e-10, False), (0.0, 0.02, False))
+    for base, jitter, constant in cases:
+        spread, scale = cross_sectional_spread(pd.Series(base + jitter * rng.normal(size=len(idx)), idx))
+        assert is_constant(spread, scale) is constant, (base, jitter, spread, scale)
+        assert spread > 0 or not jitter, (base, jitter)  # not exactly zero, yet constant
+
+
+def test_run_plots_name_both_axes():
+    from qframe.core.plots import ic_figure, returns_figure
+
+    dates = pd.bdate_range("2021-01-01", periods=30)
+    report = pd.DataFrame({"return": 0.001, "bench": 0.0005, "cost": 0.0001}, index=dates)
+    daily_ic = pd.DataFrame({"IC": 0.05, "RankIC": 0.04}, index=dates)
+    for mode, how in (("sum", "summed"), ("product", "compounded")):
+        plt, fig, ax = returns_figure(report, mode)
+        assert ax.get_ylabel() == f"cumulative return ({how} daily returns)" and ax.get_xlabel() == "date"
+        plt.close(fig)
+    plt, fig, ax = ic_figure(daily_ic)
+    assert ax.get_ylabel() == "correlation with the label" and ax.get_xlabel() == "date"
+    plt.close(fig)

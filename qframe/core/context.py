@@ -20,6 +20,8 @@ PARENT_RUN_ENV = "QFRAME_PARENT_RUN_ID"
 TRIAL_ENV = "QFRAME_TRIAL_NUMBER"
 #: MLflow's own variable for the tracking server, honoured when the config names none
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+#: the work directory when none is given (the config's ``workdir`` default reads it too: conf/config.yaml)
+HOME_ENV = "QFRAME_HOME"
 
 DEFAULT_EXPERIMENT = "qframe"
 
@@ -45,15 +47,22 @@ class RunLocation:
         return self.workdir / "cache"
 
 
-def locate(cfg: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> RunLocation:
-    """The one derivation of a config's work directory, tracking URI and experiment (app, sweeper and core).
+def default_workdir(environ: Mapping[str, str] | None = None) -> Path:
+    """The work directory of a run started here without ``workdir``: ``$QFRAME_HOME`` of ``environ`` (the
+    caller's environment, given explicitly), else ``./.qframe``."""
+    return Path((environ or {}).get(HOME_ENV) or ".qframe").expanduser().resolve()
 
-    ``workdir`` defaults to ``./.qframe``; the tracking URI is the config's ``tracking_uri``, else
+
+def locate(cfg: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> RunLocation:
+    """The one derivation of a config's work directory, tracking URI and experiment (app, sweeper, core and the
+    ``qframe runs`` / ``qframe cache`` commands).
+
+    ``workdir`` defaults to :func:`default_workdir`; the tracking URI is the config's ``tracking_uri``, else
     ``MLFLOW_TRACKING_URI`` from ``environ`` (the caller's environment, given explicitly), else a sqlite store in
     the work directory with an absolute path (a Hydra job may change directory). ``artifact_root`` (a directory,
     made absolute) overrides where new experiments keep their artifacts.
     """
-    workdir = Path(str(cfg.get("workdir") or ".qframe")).expanduser().resolve()
+    workdir = Path(str(cfg["workdir"])).expanduser().resolve() if cfg.get("workdir") else default_workdir(environ)
     uri = cfg.get("tracking_uri") or (environ or {}).get(TRACKING_URI_ENV)
     if not uri:
         uri = f"sqlite:///{workdir / 'mlflow.db'}"

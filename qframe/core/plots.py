@@ -16,13 +16,17 @@ def _pyplot():
     return plt
 
 
-def _finish(plt, fig, ax, title: str, ylabel: str, path: Path) -> Path:
+def _label(fig, ax, title: str, ylabel: str) -> None:
+    """Title, axis labels, zero line and legend of a plot over the test segment's dates."""
     ax.axhline(0, color="grey", lw=0.6)
     ax.set_title(title)
     ax.set_ylabel(ylabel)
     ax.set_xlabel("date")
     ax.legend(loc="upper left")  # "best" scans every drawn point: ~0.7 s on a 500-day test segment
     fig.autofmt_xdate()
+
+
+def _save(plt, fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -35,7 +39,7 @@ def returns_figure(
     band: pd.DataFrame | None = None,
     buy_and_hold: pd.Series | None = None,
 ):
-    """(plt, fig, ax) of the cumulative benchmark return and excess return without and with cost.
+    """(plt, fig, ax) of the cumulative benchmark return and excess return without and with cost, labelled.
 
     ``band`` (columns ``p05``, ``p95``, by date): the random-score controls' 5-95 % of cumulative excess return
     with cost, drawn as a shaded band; ``buy_and_hold``: the buy-and-hold control's cumulative excess with cost.
@@ -59,6 +63,8 @@ def returns_figure(
         ax.plot(
             buy_and_hold.index, buy_and_hold.to_numpy(), color="grey", ls="--", label="buy-and-hold, excess with cost"
         )
+    how = "summed" if mode == "sum" else "compounded"
+    _label(fig, ax, f"Cumulative return ({how})", f"cumulative return ({how} daily returns)")
     return plt, fig, ax
 
 
@@ -70,13 +76,12 @@ def plot_returns(
     buy_and_hold: pd.Series | None = None,
 ) -> Path:
     """The cumulative-return plot of :func:`returns_figure`, written to ``path``."""
-    plt, fig, ax = returns_figure(report, mode, band, buy_and_hold)
-    how = "summed" if mode == "sum" else "compounded"
-    return _finish(plt, fig, ax, f"Cumulative return ({how})", f"cumulative return ({how} daily returns)", path)
+    plt, fig, _ = returns_figure(report, mode, band, buy_and_hold)
+    return _save(plt, fig, path)
 
 
-def plot_ic(daily_ic: pd.DataFrame, path: Path, window: int = 20) -> Path:
-    """Daily IC and Rank IC with their rolling means."""
+def ic_figure(daily_ic: pd.DataFrame, window: int = 20):
+    """(plt, fig, ax) of the daily IC and Rank IC with their rolling means, labelled."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for col, color in (("IC", "tab:blue"), ("RankIC", "tab:orange")):
@@ -84,4 +89,11 @@ def plot_ic(daily_ic: pd.DataFrame, path: Path, window: int = 20) -> Path:
         ax.vlines(daily_ic.index, 0, daily_ic[col].to_numpy(), color=color, alpha=0.35, lw=1.2, label=f"daily {col}")
         rolling = daily_ic[col].rolling(window, min_periods=1).mean()
         ax.plot(rolling.index, rolling.to_numpy(), color=color, label=f"{col} {window}-day mean")
-    return _finish(plt, fig, ax, "Information coefficient on the test segment", "correlation with the label", path)
+    _label(fig, ax, "Information coefficient on the test segment", "correlation with the label")
+    return plt, fig, ax
+
+
+def plot_ic(daily_ic: pd.DataFrame, path: Path, window: int = 20) -> Path:
+    """The IC plot of :func:`ic_figure`, written to ``path``."""
+    plt, fig, _ = ic_figure(daily_ic, window)
+    return _save(plt, fig, path)

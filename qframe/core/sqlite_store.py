@@ -20,6 +20,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from qframe.core.atomic import atomic_path
+
 log = logging.getLogger("qframe")
 
 
@@ -52,7 +54,8 @@ def _is_empty_store(path: Path) -> bool:
 
 
 def _template() -> Path | None:
-    """The migrated empty store of this MLflow version, created on first use (under a lock)."""
+    """The migrated empty store of this MLflow version, created on first use (under a lock; an MLflow whose new store
+    is not empty raises, and leaves no template)."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -62,13 +65,10 @@ def _template() -> Path | None:
     template = directory / f"mlflow-{mlflow.__version__}-empty.db"
     with FileLock(str(template) + ".lock"):
         if not template.exists():
-            building = directory / f"building-{os.getpid()}.db"
-            building.unlink(missing_ok=True)
-            MlflowClient(tracking_uri=f"sqlite:///{building}").search_experiments()  # MLflow creates and migrates it
-            if not _is_empty_store(building):
-                building.unlink(missing_ok=True)
-                return None
-            os.replace(building, template)
+            with atomic_path(template) as building:
+                MlflowClient(tracking_uri=f"sqlite:///{building}").search_experiments()  # MLflow creates, migrates
+                if not _is_empty_store(building):
+                    raise ValueError(f"MLflow {mlflow.__version__}'s new store is not empty")  # left unreplaced
     return template
 
 
@@ -85,6 +85,8 @@ def seed(db: Path, default_artifacts: Path) -> bool:
         if template is None:
             return False
         db.parent.mkdir(parents=True, exist_ok=True)
+        # not qframe.core.atomic.atomic_path: its temporary file is private (0600), and the store gets the mode
+        # of a file MLflow would have created (the umask's), so that others may read it as before
         partial = db.with_name(f".{db.name}.seeding-{os.getpid()}")
         shutil.copyfile(template, partial)
         now = int(time.time() * 1000)

@@ -40,12 +40,6 @@ _NEAR_POOL = 1000
 _PAGE = 50000
 
 
-def default_workdir(environ: Mapping[str, str] | None = None) -> Path:
-    """The work directory a run started here would use: ``$QFRAME_HOME``, else ``./.qframe``."""
-    environ = os.environ if environ is None else environ
-    return Path(environ.get("QFRAME_HOME") or Path.cwd() / ".qframe").expanduser().resolve()
-
-
 def resolve_uri(
     tracking_uri: str | None = None, workdir: str | Path | None = None, environ: Mapping[str, str] | None = None
 ) -> tuple[str, Path]:
@@ -53,9 +47,7 @@ def resolve_uri(
     else ``<workdir>/mlflow.db`` (:func:`qframe.core.context.locate`)."""
     from qframe.core.context import locate
 
-    environ = os.environ if environ is None else environ
-    where = Path(workdir).expanduser().resolve() if workdir else default_workdir(environ)
-    location = locate({"workdir": str(where), "tracking_uri": tracking_uri}, environ)
+    location = locate({"workdir": workdir, "tracking_uri": tracking_uri}, os.environ if environ is None else environ)
     return location.tracking_uri, location.workdir
 
 

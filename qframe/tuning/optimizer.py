@@ -58,7 +58,8 @@ class Optimizer:
         return [p.key for p in self.space.params]
 
     def ask(self, tid: int) -> tuple[dict[str, Any], dict[str, list]]:
-        """Suggest trial ``tid``: (typed values by key, hyperopt's raw vals to store)."""
+        """Suggest trial ``tid``: (its parameters, typed, by override key; hyperopt's raw ``vals`` to store, from
+        which :meth:`params_of` rebuilds them)."""
         import numpy as np
 
         # a seed per trial id: a resumed sweep draws what an uninterrupted one would have drawn next
@@ -70,10 +71,11 @@ class Optimizer:
         doc = docs[0]
         vals = {k: [_plain(x) for x in v] for k, v in doc["misc"]["vals"].items()}
         self._insert(tid, vals, state="running")
-        return self.values(vals), vals
+        return self.params_of(vals), vals
 
-    def values(self, vals: dict[str, list]) -> dict[str, Any]:
-        """Typed parameter values (choices resolved to values, ints as int) from raw hyperopt vals."""
+    def params_of(self, vals: dict[str, list]) -> dict[str, Any]:
+        """A trial's parameters by override key, typed (choice indices resolved to the chosen values, ints as
+        int), from hyperopt's raw ``vals`` (label -> list of at most one raw value)."""
         from hyperopt import space_eval
 
         point = {k: v[0] for k, v in vals.items() if v}
