@@ -199,7 +199,7 @@ def test_torch_weighted_losses_equal_the_hand_weighted_means_and_weights_change_
 
     X, target = two_regimes(n=256)
     recent = np.where(np.arange(len(target)) < 128, 0.02, 1.98)
-    settings = {"hidden_sizes": [8], "max_epochs": 20, "batch_size": 64, "lr": 0.02, "early_stop": 0,
+    settings = {"hidden_sizes": [8], "max_epochs": 8, "batch_size": 64, "lr": 0.05, "early_stop": 0,
                 "progress": False, "device": "cpu", "batch_norm": False, "dropout": 0.0, "lr_patience": 0}  # fmt: skip
     empty = np.empty((0, 3), dtype=np.float32)
     nets = {}
@@ -246,3 +246,19 @@ def test_a_model_without_sample_weight_and_a_reweighter_is_refused_before_data_l
         "weights (its fit has no sample_weight parameter); use reweighter=none, or a model that honours them "
         "(lightgbm, linear, mlp, gru, alstm)"
     ]
+
+
+def test_a_re_evaluation_takes_the_source_runs_reweighter():
+    """``from_run`` re-evaluates predictions a weighted fit made: the new run records the source's reweighter (a
+    run recorded before reweighters existed was unweighted), and a reweighter override is refused as doing nothing."""
+    from qframe.core import reuse
+
+    sections = {"model": {"name": "linear"}, "handler": {"label": {"horizon": 1}}}
+    weighted = {**sections, "reweighter": {"name": "time_decay", "half_life_days": 60.0}}
+    cfg = {"model": {"name": "lightgbm"}, "handler": {}, "reweighter": {"name": "none"}, "from_run": "last"}
+    for recorded, expected in ((weighted, weighted["reweighter"]), (sections, {"name": "none"})):
+        source = reuse.SourceRun("abc123", "", recorded, pd.Series(dtype=float))
+        adopted = reuse.adopt(cfg, source)
+        assert adopted["reweighter"] == expected and adopted["model"] == {"name": "linear"}
+    with pytest.raises(ConfigError, match="made by its own model, handler and reweighter: reweighter.half_life_days"):
+        reuse.check_overrides(["from_run=last", "reweighter.half_life_days=30"])

@@ -168,7 +168,7 @@ def _scores(frame: pd.DataFrame, what: str) -> pd.Series:
 
 def check_overrides(overrides: list[str]) -> None:
     """Refuse command-line settings of the sections a re-evaluation takes from its source run (they would do
-    nothing): ``model=...``, ``model.x=...``, ``handler...``."""
+    nothing): ``model=...``, ``model.x=...``, ``handler...``, ``reweighter...``."""
     keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
     ignored = [k for k in keys if k.split(".", 1)[0].split("@", 1)[0] in (*ADOPTED, *ADOPTED_IF_RECORDED)]
     if ignored:
