@@ -190,6 +190,58 @@ def test_hook_register_models(workdir, tmp_path):
     assert result.settings["model_info"] == {"sign": -1.0}
 
 
+def test_hook_register_reweighters(workdir, tmp_path):
+    """A plugin's reweighter, chosen with ``reweighter=<option>`` from its own config group: it weighs the train
+    rows, the model's fit gets them scaled to mean 1, and the run records the reweighter and its settings."""
+    from mlflow.tracking import MlflowClient
+
+    from qframe.plugins.models.linear import LinearModel
+
+    seen: dict[str, np.ndarray] = {}
+
+    class Recent:
+        def __init__(self, days: int = 10) -> None:
+            self.days = int(days)
+
+        def reweight(self, train):
+            seen["days"] = train.day.copy()
+            return np.where(train.day > train.day.max() - self.days, 3.0, 1.0)
+
+    class WatchedRidge(LinearModel):
+        def fit(self, X, y, X_valid, y_valid, sample_weight=None):
+            seen["weights"] = sample_weight
+            super().fit(X, y, X_valid, y_valid, sample_weight=sample_weight)
+
+    conf = tmp_path / "conf" / "reweighter"
+    conf.mkdir(parents=True)
+    (conf / "recent.yaml").write_text("name: recent\ndays: 20\n")
+
+    class Plugin:
+        qframe_conf_dir = str(tmp_path / "conf")
+
+        @hookimpl
+        def register_reweighters(self, register):
+            register("recent", Recent, "the last days count 3x")
+
+        @hookimpl
+        def register_models(self, register):
+            register("watched_ridge", WatchedRidge, "ridge that keeps its weights")
+
+    with plugged(Plugin(), "throwaway-reweighters"):
+        assert "recent" in merged_config_groups(ROOT / "conf")["reweighter"]
+        cfg = compose(workdir, "reweighter=recent", "model=linear")
+        assert cfg["reweighter"] == {"name": "recent", "days": 20}
+        cfg["model"] = {"name": "watched_ridge"}
+        result = run(cfg)
+    days, weights = seen["days"], seen["weights"]
+    recent = days > days.max() - 20
+    assert len(weights) == result.settings["samples"]["train"] and weights.mean() == pytest.approx(1.0)
+    np.testing.assert_allclose(weights, np.where(recent, 3.0, 1.0) / np.where(recent, 3.0, 1.0).mean())
+    params = MlflowClient(tracking_uri=result.tracking_uri).get_run(result.run_id).data.params
+    assert params["reweighter.name"] == "recent" and params["reweighter.days"] == "20"
+    assert 0 < float(params["fit.weights_effective_rows"]) < len(weights)
+
+
 def test_hook_register_strategies(workdir):
     from qframe.plugins.strategies.topk_dropout import TopkDropoutStrategy
 

@@ -4,8 +4,8 @@ A fenced block is a file of the plugin when the line just before it names one in
 `` `src/qframe_myplugin/model.py`: ``, ``Add to `src/qframe_myplugin/__init__.py`:``); blocks naming the same file
 are joined in the page's order. The package is pip-installed into a throwaway directory put on PYTHONPATH (the shared
 venv is left alone), and every hook's item goes through the real ``qframe`` command: ``qframe plugins``, one run
-with the plugin's dataset, handler (feature set and processor), model, strategy and recorder, and one hyperopt sweep
-with its search space and tuner backend. So the page cannot drift from what works.
+with the plugin's dataset, handler (feature set and processor), model, strategy, recorder and reweighter, and one
+hyperopt sweep with its search space and tuner backend. So the page cannot drift from what works.
 """
 
 from __future__ import annotations
@@ -35,10 +35,18 @@ ITEMS = {
     ("model", "mymodel"),
     ("strategy", "top_quantile"),
     ("recorder", "last_run"),
+    ("reweighter", "recent_days"),
     ("search_space", "mymodel"),
     ("tuner_backend", "wide_tpe"),
 }
-RUN = ["dataset=random_walk", "handler=momentum", "model=mymodel", "strategy=top_quantile", "recorders=[last_run]"]
+RUN = [
+    "dataset=random_walk",
+    "handler=momentum",
+    "model=mymodel",
+    "strategy=top_quantile",
+    "recorders=[last_run]",
+    "reweighter=recent_days",
+]
 
 
 def documented_files(text: str) -> dict[str, str]:
@@ -64,9 +72,14 @@ def test_the_page_has_a_file_for_every_hook():
     files = documented_files(DOC.read_text())
     init = files["src/qframe_myplugin/__init__.py"]
     assert [hook for hook in KINDS.values() if f"def {hook}(register)" not in init] == []
-    for module in ("model", "dataset", "features", "processors", "strategy", "recorder"):
+    for module in ("model", "dataset", "features", "processors", "strategy", "recorder", "reweighter"):
         assert f"src/qframe_myplugin/{module}.py" in files
-    for group, option in (("model", "mymodel"), ("dataset", "random_walk"), ("handler", "momentum")):
+    for group, option in (
+        ("model", "mymodel"),
+        ("dataset", "random_walk"),
+        ("handler", "momentum"),
+        ("reweighter", "recent_days"),
+    ):
         assert f"src/qframe_myplugin/conf/{group}/{option}.yaml" in files
     assert {"pyproject.toml", "src/qframe_myplugin/conf/tuner/mymodel.yaml"} <= set(files)
 
@@ -108,7 +121,9 @@ def test_hook_items_are_listed_with_their_plugin(documented_plugin, project):
     assert all(i["error"] is None and i["description"] for i in info["items"])
 
 
-def test_documented_run_uses_the_dataset_features_processor_model_strategy_and_recorder(documented_plugin, project):
+def test_documented_run_uses_the_dataset_features_processor_model_strategy_recorder_and_reweighter(
+    documented_plugin, project
+):
     proc = qframe(RUN, cwd=project, env_extra=with_plugin(documented_plugin))
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_id = re.search(r"^MLflow run ([0-9a-f]{32})", proc.stdout, re.M)[1]
@@ -122,6 +137,10 @@ def test_documented_run_uses_the_dataset_features_processor_model_strategy_and_r
     assert run.info.status == "FINISHED"
     assert run.data.params["dataset.name"] == "random_walk" and run.data.params["strategy.name"] == "top_quantile"
     assert run.data.params["fit.n_features"] == "3"  # the momentum windows 5, 20, 60, winsorized on the way
+    # the reweighter's settings, and its weights (last 60 train days 3x, scaled to mean 1) reached the fit
+    assert run.data.params["reweighter.name"] == "recent_days" and run.data.params["reweighter.days"] == "60"
+    low, high = (float(run.data.params[f"fit.weights_{k}"]) for k in ("min", "max"))
+    assert high == pytest.approx(3 * low, rel=1e-4)
     assert {a.path for a in client.list_artifacts(run_id, "model")} == {"model/mymodel.json"}
 
 

@@ -106,7 +106,10 @@ class Model(Protocol):
     """A model trained on float32 feature matrices (NaN allowed) and a float label, selected by ``model.name``.
 
     ``fit`` (or ``fit_panel``) may also take a keyword ``progress`` (a :class:`qframe.core.progress.Progress`): it
-    is passed when the method's signature names it.
+    is passed when the method's signature names it. A model that honours sample weights names a keyword
+    ``sample_weight`` in it: with a reweighter other than ``none`` it gets one float64 weight per train row (finite,
+    >= 0, mean 1 over the labelled rows; the valid rows are unweighted); a model without it and such a reweighter
+    is refused before any data is read.
     """
 
     def fit(self, X: np.ndarray, y: np.ndarray, X_valid: np.ndarray, y_valid: np.ndarray, /) -> None:
@@ -136,6 +139,14 @@ class ConstantHint(Protocol):
     that refuses such a run."""
 
     def constant_hint(self) -> str: ...
+
+
+class Reweighter(Protocol):
+    """Weights of the train rows for the fit (Qlib's ``Reweighter``), selected by ``reweighter.name``."""
+
+    def reweight(self, train: Panel, /) -> np.ndarray | None:
+        """One finite weight >= 0 per row of ``train`` (the processed train segment of the fit), in any scale
+        (qframe normalises them to mean 1 over the labelled rows); None: unweighted."""
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -235,6 +246,7 @@ CONTRACTS: dict[str, Contract] = {
         (PanelModel, ConstantHint),
         {"fit": ("or fit_panel", _has("fit_panel")), "predict": ("or predict_panel", _has("predict_panel"))},
     ),
+    "reweighter": Contract("Reweighter", Reweighter),
     "strategy": Contract("Strategy", Strategy, (MarketCheck, MarketRulesHook)),
     "recorder": Contract("Recorder", Recorder, called_as="recorder"),
     # a backend is a factory like the others; its product is the search algorithm

@@ -36,6 +36,7 @@ DEFAULT_PLUGINS = (
     "qframe.plugins.features",
     "qframe.plugins.processors",
     "qframe.plugins.models",
+    "qframe.plugins.reweighters",
     "qframe.plugins.strategies",
     "qframe.plugins.recorders",
     "qframe.plugins.tuning",

@@ -27,6 +27,7 @@ from qframe.core.contracts import (
     Model,
     Processor,
     Recorder,
+    Reweighter,
     SearchSpace,
     Strategy,
     TunerBackend,
@@ -119,6 +120,19 @@ def register_models(register: Register[Factory[Model]]) -> None:
 
     Selected by ``model.name``; ``params`` are the other ``model.*`` keys. One model per run: fitted on train
     (valid for early stopping), then it predicts the test segment.
+    """
+
+
+@_registers("reweighter")
+def register_reweighters(register: Register[Factory[Reweighter]]) -> None:
+    """Register sample reweighters.
+
+    :param register: call ``register(name, factory, description)`` per reweighter; ``factory(**params)`` makes a
+        :class:`~qframe.core.contracts.Reweighter`.
+
+    Selected by ``reweighter.name``; ``params`` are the other ``reweighter.*`` keys. Made before any data is read
+    (a model that takes no ``sample_weight`` is refused then, unless the reweighter is ``none``); its ``reweight``
+    is called once per fit, on the processed train segment, and qframe checks and normalises what it returns.
     """
 
 

@@ -27,6 +27,8 @@ from qframe.core.panel import Panel
 SOURCE_TAG = "qframe.from_run"
 #: the config sections taken from the source run: what produced the predictions
 ADOPTED = ("model", "handler")
+#: taken from the source run too when it recorded one (a run from before reweighters had none: unweighted)
+ADOPTED_IF_RECORDED = {"reweighter": {"name": "none"}}
 #: the config sections whose settings must match the source's for its predictions to be this data's
 MATCHED = ("dataset", "segments")
 FINGERPRINT_TAG = "qframe.dataset_fingerprint"
@@ -166,19 +168,21 @@ def _scores(frame: pd.DataFrame, what: str) -> pd.Series:
 
 def check_overrides(overrides: list[str]) -> None:
     """Refuse command-line settings of the sections a re-evaluation takes from its source run (they would do
-    nothing): ``model=...``, ``model.x=...``, ``handler...``."""
+    nothing): ``model=...``, ``model.x=...``, ``handler...``, ``reweighter...``."""
     keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
-    ignored = [k for k in keys if k.split(".", 1)[0].split("@", 1)[0] in ADOPTED]
+    ignored = [k for k in keys if k.split(".", 1)[0].split("@", 1)[0] in (*ADOPTED, *ADOPTED_IF_RECORDED)]
     if ignored:
         raise ConfigError(
-            f"from_run re-evaluates a recorded run's predictions, made by its own model and handler: "
+            f"from_run re-evaluates a recorded run's predictions, made by its own model, handler and reweighter: "
             f"{', '.join(ignored)} would change nothing; drop it, or run without from_run to fit a new model"
         )
 
 
 def adopt(cfg: dict[str, Any], source: SourceRun) -> dict[str, Any]:
-    """``cfg`` with the source's ``model`` and ``handler`` sections and ``from_run`` set to its full id."""
-    return {**cfg, **{k: source.config[k] for k in ADOPTED}, "from_run": source.run_id}
+    """``cfg`` with the source's ``model``, ``handler`` (and ``reweighter``) sections and ``from_run`` set to its
+    full id."""
+    recorded = {k: source.config.get(k, default) for k, default in ADOPTED_IF_RECORDED.items()}
+    return {**cfg, **{k: source.config[k] for k in ADOPTED}, **recorded, "from_run": source.run_id}
 
 
 def model_name(cfg: dict[str, Any]) -> str:

@@ -212,9 +212,17 @@ def _check_prediction(model: Any, model_name: str, scores: pd.Series) -> None:
         )
 
 
-def _fit(model: Any, train: Any, valid: Any, checkpoints: Path, progress: Progress) -> None:
+def _fit(
+    model: Any,
+    train: Any,
+    valid: Any,
+    checkpoints: Path,
+    progress: Progress,
+    sample_weight: np.ndarray | None = None,
+) -> None:
     """``fit_panel`` for models that need dates and instruments (sequences, daily IC) and a work area, else
-    ``fit``; the model hears of its progress when its method takes ``progress``."""
+    ``fit``; the model hears of its progress when its method takes ``progress``, and gets ``sample_weight`` (one
+    weight per train row) when there is one (:func:`qframe.core.reweight.check_model` made sure it takes it)."""
     method = getattr(model, "fit_panel", None)
     args = (train, valid, checkpoints) if method is not None else (train.X, train.y, valid.X, valid.y)
     method = method or model.fit
@@ -222,21 +230,35 @@ def _fit(model: Any, train: Any, valid: Any, checkpoints: Path, progress: Progre
         takes_progress = "progress" in inspect.signature(method).parameters
     except (TypeError, ValueError):
         takes_progress = False
-    method(*args, progress=progress) if takes_progress else method(*args)
+    kwargs: dict[str, Any] = {"progress": progress} if takes_progress else {}
+    if sample_weight is not None:
+        kwargs["sample_weight"] = sample_weight
+    method(*args, **kwargs)
 
 
 def _fit_predict(
-    model: Any, model_name: str, prepared: Any, location: RunLocation, run: Any, progress: Progress, timings: dict
+    model: Any,
+    model_name: str,
+    prepared: Any,
+    location: RunLocation,
+    run: Any,
+    progress: Progress,
+    timings: dict,
+    reweighter: tuple[str, Any] | None = None,
 ) -> tuple[dict[str, int], dict[str, Any], pd.Series]:
-    """Fit on train (early stopping on valid) and predict the test segment: (samples, fit info, scores)."""
+    """Fit on train (early stopping on valid), its rows weighted by ``reweighter`` ((name, reweighter); None:
+    unweighted), and predict the test segment: (samples, fit info, scores)."""
+    from qframe.core import reweight
+
     train, valid, test = (prepared.segments[s] for s in ("train", "valid", "test"))
     samples = {s: len(p) for s, p in prepared.segments.items()}
 
     t0 = time.perf_counter()
     progress.start("fit", f"{model_name} on {len(train):,} rows")
-    _fit(model, train, valid, location.workdir / "checkpoints" / run.info.run_id, progress)
+    weights = reweight.sample_weights(reweighter[1], reweighter[0], train) if reweighter else None
+    _fit(model, train, valid, location.workdir / "checkpoints" / run.info.run_id, progress, weights)
     timings["fit"] = time.perf_counter() - t0
-    info = model.info() or {}
+    info = {**(model.info() or {}), **reweight.summary(weights, train)}
     progress.finish(f"{model_name}" + "".join(f", {k.replace('_', ' ')} {v}" for k, v in list(info.items())[:2]))
     # the learn segments are copies (DropnaLabel) no longer needed: free them before predicting and recording
     del train, valid
@@ -275,7 +297,7 @@ def run_workflow(
     and so checked, before any data is read. ``progress`` hears of each stage. With ``from_run`` set, the predictions
     of that recorded run are evaluated instead of fitting a model (:mod:`qframe.core.reuse`).
     """
-    from qframe.core import reuse, tracking
+    from qframe.core import reuse, reweight, tracking
     from qframe.core.data_report import data_report
     from qframe.core.evaluation import risk_report, signal_analysis
 
@@ -303,8 +325,10 @@ def run_workflow(
         dataset_name, dataset = _component(cfg, registry, "dataset")
         if source is None:
             model_name, model = _component(cfg, registry, "model")
+            reweighter = reweight.build_reweighter(cfg, registry)
+            reweight.check_model(model, model_name, reweighter[0])
         else:
-            model_name, model = reuse.model_name(cfg), None
+            model_name, model, reweighter = reuse.model_name(cfg), None, None
         strategy_name, strategy = _component(cfg, registry, "strategy")
         recorders = make_recorders(registry, cfg.get("recorders"))  # called with the result
         rules = applied_rules(cfg, (dataset_name, dataset), (strategy_name, strategy), periods)
@@ -352,7 +376,9 @@ def run_workflow(
         if source is not None:  # no fit, no prediction: the source run's, checked against this test segment
             samples, info, scores = prepared.samples, {}, source.scores
         else:
-            samples, info, scores = _fit_predict(model, model_name, prepared, location, run, progress, timings)
+            samples, info, scores = _fit_predict(
+                model, model_name, prepared, location, run, progress, timings, reweighter
+            )
         try:
             _check_prediction(model, model_name, scores)
         except DegenerateResult:

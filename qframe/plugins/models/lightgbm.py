@@ -92,10 +92,20 @@ class LightGBMModel:
         }
         self.booster: lgb.Booster | None = None
 
-    def fit(self, X: np.ndarray, y: np.ndarray, X_valid: np.ndarray, y_valid: np.ndarray, progress: Any = None) -> None:
-        """Train; ``progress`` (a :class:`qframe.core.progress.Progress`) hears of every boosting round."""
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        X_valid: np.ndarray,
+        y_valid: np.ndarray,
+        progress: Any = None,
+        sample_weight: np.ndarray | None = None,
+    ) -> None:
+        """Train; ``progress`` (a :class:`qframe.core.progress.Progress`) hears of every boosting round;
+        ``sample_weight`` (one per train row) weighs each row's gradient and hessian (the valid set stays
+        unweighted: it judges early stopping as the test segment is judged)."""
         self.train_rows = len(y)
-        train = lgb.Dataset(X, label=y, free_raw_data=True)
+        train = lgb.Dataset(X, label=y, weight=sample_weight, free_raw_data=True)
         callbacks = [] if progress is None else [self._progress_callback(progress)]
         valid_sets = [train]
         names = ["train"]

@@ -187,6 +187,7 @@ class TorchModel:
         self.spec: dict[str, Any] = {}
         self.history: list[dict[str, float]] = []
         self._info: dict[str, Any] = {}
+        self._weight: np.ndarray | None = None  # the train rows' weights of the training under way
 
     # ---- what subclasses provide -------------------------------------------------------------------------------
     def _net_spec(self, n_features: int) -> dict[str, Any]:
@@ -221,24 +222,40 @@ class TorchModel:
         return np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
 
     # ---- the model contract --------------------------------------------------------------------------------------
-    def fit(self, X: np.ndarray, y: np.ndarray, X_valid: np.ndarray, y_valid: np.ndarray) -> None:
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        X_valid: np.ndarray,
+        y_valid: np.ndarray,
+        sample_weight: np.ndarray | None = None,
+    ) -> None:
         """Train on plain rows (valid IC is then one cross-section: prefer :meth:`fit_panel`)."""
         self.spec = self._net_spec(X.shape[1])
         self._fit_norm(X)
         valid = self._matrix_source(X_valid, y_valid) if len(X_valid) else None
-        self._train(self._matrix_source(X, y), valid, self.checkpoint_dir)
+        self._train(self._matrix_source(X, y), valid, self.checkpoint_dir, weight=sample_weight)
 
-    def fit_panel(self, train: Panel, valid: Panel, workdir: Path | None = None, progress: Any = None) -> None:
+    def fit_panel(
+        self,
+        train: Panel,
+        valid: Panel,
+        workdir: Path | None = None,
+        progress: Any = None,
+        sample_weight: np.ndarray | None = None,
+    ) -> None:
         """Train on panels (per-day IC, sequence windows); checkpoints go to ``checkpoint_dir`` or ``workdir``.
 
         ``progress`` (a :class:`qframe.core.progress.Progress`) hears of every epoch; without one, the model shows
-        its own progress bar (``progress: false`` in its config silences it).
+        its own progress bar (``progress: false`` in its config silences it). ``sample_weight`` (one per train row)
+        weighs each row's share of the training loss (:func:`~qframe.plugins.models.torch_metrics.training_loss`);
+        the valid scores that stop the training stay unweighted.
         """
         self.spec = self._net_spec(train.X.shape[1])
         self._fit_norm(train.X)
         train_src = self._source(train)
         valid_src = self._source(valid, history=[train]) if len(valid) else None
-        self._train(train_src, valid_src, self.checkpoint_dir or workdir, progress)
+        self._train(train_src, valid_src, self.checkpoint_dir or workdir, progress, sample_weight)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self._predict(self._matrix_source(X, None))
@@ -302,11 +319,20 @@ class TorchModel:
         return self._predict_with(self.net, src, device)
 
     def _train(
-        self, train: InputSource, valid: InputSource | None, ckpt_dir: Path | None, reporter: Any = None
+        self,
+        train: InputSource,
+        valid: InputSource | None,
+        ckpt_dir: Path | None,
+        reporter: Any = None,
+        weight: np.ndarray | None = None,
     ) -> None:
-        """Trains ``self.net`` on ``train``, early-stopped on ``valid`` (on the train loss without one)."""
+        """Trains ``self.net`` on ``train`` (its rows weighted by ``weight``, one per row; None: alike),
+        early-stopped on ``valid`` (on the train loss without one)."""
         if not np.isfinite(train.y).any():
             raise ConfigError("the train segment has no finite label to fit")
+        if weight is not None and len(weight) != len(train):
+            raise ValueError(f"sample_weight has {len(weight)} weights for {len(train)} train rows")
+        self._weight = None if weight is None else np.asarray(weight, dtype=np.float32)
         run = self._start_run(higher_is_better=self.early_stop_metric == "ic" and valid is not None)
         checkpoint = self._checkpoint(ckpt_dir)
         resumed_from = self._resume(run, checkpoint) if checkpoint is not None and self.resume else None
@@ -381,7 +407,8 @@ class TorchModel:
             run.optimizer.zero_grad()
             x = torch.from_numpy(np.ascontiguousarray(train.batch(rows))).to(run.device)
             y = torch.from_numpy(np.ascontiguousarray(train.y[rows], dtype=np.float32)).to(run.device)
-            loss = training_loss(run.net(x), y, None if day_groups is None else day_groups[rows], self.loss)
+            w = None if self._weight is None else torch.from_numpy(self._weight[rows]).to(run.device)
+            loss = training_loss(run.net(x), y, None if day_groups is None else day_groups[rows], self.loss, w)
             loss.backward()
             run.optimizer.step()
             total += float(loss.detach()) * len(rows)
@@ -397,6 +424,7 @@ class TorchModel:
         run.net.load_state_dict(run.best_weights)
         run.net.eval()
         self.net = run.net
+        self._weight = None  # a copy of one float per train row: not kept with the trained model
         progress = run.progress
         self.history = progress.history
         self._info = {
@@ -508,7 +536,14 @@ class SequenceModel(TorchModel):
             )
         return RowSource(X, y, None, self.d_feat, self._normalise)
 
-    def fit_panel(self, train: Panel, valid: Panel, workdir: Path | None = None, progress: Any = None) -> None:
+    def fit_panel(
+        self,
+        train: Panel,
+        valid: Panel,
+        workdir: Path | None = None,
+        progress: Any = None,
+        sample_weight: np.ndarray | None = None,
+    ) -> None:
         if self.window is not None:
             n_days = len(np.unique(train.day))
             if self.window > n_days:
@@ -516,7 +551,7 @@ class SequenceModel(TorchModel):
                     f"model.window={self.window} days is longer than the train segment ({n_days} days); "
                     "use a shorter window or a longer train segment"
                 )
-        super().fit_panel(train, valid, workdir, progress)
+        super().fit_panel(train, valid, workdir, progress, sample_weight)
         # keep copies of the last window-1 days of train/valid, so the first test windows can look back into them
         # without the caller holding on to the (large) learn segments
         self._tail = []
