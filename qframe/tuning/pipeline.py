@@ -44,6 +44,7 @@ class Stage:
     objective: str | None = None
     direction: str = "maximize"
     source: str | None = None
+    index: int = 0  # its place in the declaration order
     depends: list[str] = field(default_factory=list)  # the stages it waits for
     reevaluates: bool = False  # its trials re-evaluate the source trial's predictions (from_run), no fit
 
@@ -72,6 +73,9 @@ class Stage:
             params=dict(self.params) or None,
             stages=None,
             resume=False,
+            # each stage draws its own points (the same seed would make every stage's k-th draw the same quantile);
+            # the first stage draws what a single sweep with this seed draws
+            seed=int(base.seed) + 1000 * self.index,
         )
 
 
@@ -220,6 +224,7 @@ def _stage(name: str, doc: Any, settings: SweepSettings, objective: str | None, 
         direction,
         source,
     )
+    stage.index = len(earlier)
     stage.depends = list(earlier) if source == BEST else ([source] if source else [])
     return stage
 

@@ -344,10 +344,8 @@ class PipelineSweep:
         for name in order:
             record = state.stages[name]
             stage = self.pipeline.stages[name]
-            if name in self._active or record["status"] in ("finished", "failed") and name in self.bests:
+            if name in self._active or name in self.bests:
                 continue
-            if record["status"] == "failed":
-                return self._failed_before(name, sweep_dir)
             if not all(state.stages[d]["status"] == "finished" and d in self.bests for d in stage.depends):
                 continue
             running = self._open_stage(stage, sweep_dir)
@@ -356,9 +354,8 @@ class PipelineSweep:
             outcome = StateChooser(self.config, running.settings, running.space).outcome(
                 running.state, running.path.parent
             )
-            if outcome is not None:  # done in an earlier run of the pipeline (or stopped there)
-                record["status"] = "finished"
-                why = self._end_stage(running, state, state_path, None, None, rerun=False)
+            if outcome is not None:  # done in an earlier run of the pipeline, or stopped there for failures
+                why = self._end_stage(running, state, state_path, None, _stop_reason(running), rerun=False)
                 if why:
                     return why
                 continue
@@ -367,9 +364,6 @@ class PipelineSweep:
             self._active[name] = running
             self._start_stage(running)
         return None
-
-    def _failed_before(self, name: str, sweep_dir: Path) -> str:
-        return f"stage {name} of the pipeline in {sweep_dir} failed in an earlier run; nothing to do"
 
     def _open_stage(self, stage: Stage, sweep_dir: Path) -> _Running:
         """The stage's space (with its ``from``'s best as fixed overrides), state and trial loop."""
@@ -445,7 +439,7 @@ class PipelineSweep:
             source = self._source_best(stage)
             start = f"the best of {source.stage} (trial {source.trial.number})"
             start = f"the global best so far, {start}" if stage.source == BEST else start
-        what = "re-evaluates predictions, no fit" if stage.reevaluates else "fits a model a trial"
+        what = "re-evaluates its predictions, no fit" if stage.reevaluates else "a fit in each trial"
         own = " ".join(running.own_fixed)
         self.console.print(
             f"[bold]stage {stage.name}[/]: {stage.n_trials} trials from {start} ({what})" + (f"; {own}" if own else ""),
