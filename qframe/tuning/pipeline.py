@@ -300,18 +300,21 @@ def merge_fixed(*groups: list[str], searched: set[str] | None = None) -> list[st
     return [line for key, line in merged.items() if key not in (searched or set())]
 
 
-def carried(params: dict[str, Any], fixed: list[str], reevaluates: bool, run_id: str | None) -> list[str]:
-    """What a stage starting from a trial (``params``, searched; ``fixed``, the source stage's own fixed overrides)
-    gets as fixed overrides: all of it, or for a re-evaluation ``from_run=<the trial's run>`` and what does not
-    make predictions (the source run's model and handler are adopted from it)."""
-    from qframe.tuning.space import format_value
+def carried(lines: list[str], reevaluates: bool, run_id: str | None) -> tuple[list[str], list[str]]:
+    """(fixed overrides, adopted) of a stage starting from a trial whose settings are ``lines`` (its stage's own fixed
+    overrides and searched values, with the model settings of the predictions it re-evaluated, if it did).
 
-    lines = [*fixed, *(f"{k}={format_value(v)}" for k, v in params.items())]
+    A stage that fits models gets them all (``from_run`` aside: it refits). A re-evaluating stage gets
+    ``from_run=<the trial's run>`` and what does not make predictions; the model and handler settings are the source
+    run's (adopted: kept, for a later stage that refits from this one)."""
+    lines = [line for line in lines if override_key(line) != "from_run"]
     if not reevaluates:
-        return lines
+        return lines, []
     if run_id is None:
         raise ConfigError(
-            "a re-evaluating stage needs its source trial's MLflow run: run the pipeline with hydra.sweeper.mlflow=true"
+            "a re-evaluating stage needs its source trial's finished MLflow run: run the pipeline with "
+            "hydra.sweeper.mlflow=true (and a tracked qframe task)"
         )
-    kept = [line for line in lines if _section(override_key(line)) not in (*ADOPTED, "from_run")]
-    return [*kept, f"from_run={run_id}"]
+    adopted = [line for line in lines if _section(override_key(line)) in ADOPTED]
+    kept = [line for line in lines if _section(override_key(line)) not in ADOPTED]
+    return [*kept, f"from_run={run_id}"], adopted

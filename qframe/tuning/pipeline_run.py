@@ -68,6 +68,7 @@ class StageBest:
     space: Space
     fixed: list[str]  # the stage's own fixed overrides (not the command line's)
     run_id: str | None  # the stage's MLflow run
+    adopted: list[str] = field(default_factory=list)  # a re-evaluating stage's: the model settings of its predictions
 
     @property
     def overrides(self) -> list[str]:
@@ -87,6 +88,7 @@ class _Running:
     tracking: Any
     objective: str | None
     own_fixed: list[str]
+    adopted: list[str]
 
 
 class PipelineSweep:
@@ -119,6 +121,15 @@ class PipelineSweep:
         self.objective = objective
         spaces = {name: self._space(stage) for name, stage in pipeline.stages.items()}  # each parses, before any trial
         del spaces
+        if any(s.reevaluates for s in pipeline.stages.values()):
+            from qframe.tuning.mlflow_parent import tracking_target
+
+            if tracking_target(self.config, self.settings) is None:
+                name = next(n for n, s in pipeline.stages.items() if s.reevaluates)
+                raise ConfigError(
+                    f"stage {name} re-evaluates recorded predictions (from_run), which needs the trials' MLflow runs: "
+                    "drop hydra.sweeper.mlflow=false"
+                )
         sweep_dir = self._choose_dir(Path(str(self.config.hydra.sweep.dir)))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         lock = SweepLock(sweep_dir)
@@ -377,12 +388,11 @@ class PipelineSweep:
         settings = stage.settings(self.settings)
         objective, _ = sweep_objective(self.config, settings)
         inherited: list[str] = []
+        adopted: list[str] = []
         if stage.source is not None:
             source = self._source_best(stage)
-            run_id = None
-            if stage.reevaluates:
-                run_id = self._trial_run(source)
-            inherited = carried(source.trial.params, source.fixed, stage.reevaluates, run_id)
+            run_id = self._trial_run(source) if stage.reevaluates else None
+            inherited, adopted = carried([*source.adopted, *source.overrides], stage.reevaluates, run_id)
         own = merge_fixed(inherited, stage.overrides)
         space = self._space(stage, [*self.arguments, *own])
         searched = {p.key.lstrip("+~") for p in space.params}
@@ -411,7 +421,7 @@ class PipelineSweep:
         loop = TrialLoop(
             settings, state, path, space, optimizer, retry, self.launch, None, progress, self._next_job, [subdir]
         )
-        return _Running(stage, settings, space, state, path, loop, None, objective, own)
+        return _Running(stage, settings, space, state, path, loop, None, objective, own, adopted)
 
     def _start_stage(self, running: _Running) -> None:
         """The stage's MLflow run (nested under the pipeline's), and its first line."""
@@ -490,7 +500,7 @@ class PipelineSweep:
         record["best"] = {"value": float(best.value), "trial": best.number}
         state.save(state_path)
         run_id = running.state.parent_run_id
-        self.bests[stage.name] = StageBest(stage.name, best, running.space, running.own_fixed, run_id)
+        self.bests[stage.name] = StageBest(stage.name, best, running.space, running.own_fixed, run_id, running.adopted)
         if rerun:
             self.console.print(
                 f"[bold]stage {stage.name} done[/]: best {running.objective or 'objective'} = {best.value:.6g} "
