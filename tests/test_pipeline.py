@@ -137,6 +137,9 @@ def test_resume_after_kill_9_in_stage_2_continues_it_and_refuses_a_changed_finis
     assert not re.search(r"^a trial", resumed.stdout, re.M) and "resuming the sweep in" in resumed.stdout
     b = stage_state(sweep_dir, "b")
     assert sum(t["status"] == "complete" for t in b["trials"]) == 4 == len(b["trials"])
+    # b started from a's best trial: every trial of it carries a's best x (and its own y=0.5)
+    a_best = results(sweep_dir)["stages"]["a"]["best_params"]
+    assert a_best[0].startswith("x=") and {a_best[0], "y=0.5"} <= set(b["fixed"])
     assert len(stage_state(sweep_dir, "d")["trials"]) == 3
     starts = [line for line in log.read_text().splitlines() if line.startswith("start")]
     assert len(starts) <= 3 + 4 + 1 + 3  # b's interrupted trial is the only one run twice
@@ -287,3 +290,19 @@ def test_qframe_pipeline_mlflow_tree_strategy_stage_fits_nothing_and_the_rerun_r
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     newest = client.search_runs(experiment, "tags.mlflow.parentRunId IS NULL", order_by=["start_time DESC"])[0]
     assert newest.data.metrics["excess_return_with_cost.information_ratio"] == best["value"]
+
+
+def test_two_stages_of_one_name_in_a_config_file_are_one_error(tmp_path):
+    from omegaconf import OmegaConf
+
+    from qframe.hydra_errors import describe_hydra_error
+
+    path = tmp_path / "dup.yaml"
+    path.write_text("hydra:\n  sweeper:\n    stages:\n      a: {spaces: [lightgbm]}\n      a: {spaces: [strategy]}\n")
+    with pytest.raises(Exception) as info:
+        OmegaConf.load(path)
+    message = describe_hydra_error(info.value, [])
+    assert message == (
+        f"cannot read {path} line 5: found duplicate key a; a mapping holds each key once (two stages of a pipeline "
+        "need two names)"
+    )
