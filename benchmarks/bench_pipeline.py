@@ -9,6 +9,9 @@ the stage's ``sweep_state.json``) and of the whole command.
   2 (long: the LightGBM and MLP fits on the full market).
 
     python benchmarks/bench_pipeline.py [--strategy | --shipped] [--trials 100] [--jobs 1 2]
+    python benchmarks/bench_pipeline.py --shipped --stage-trials lightgbm=4 mlp=2 strategy=20 -- dataset.n_days=1000
+
+Overrides after ``--`` reach every run (a smaller market, say).
 """
 
 from __future__ import annotations
@@ -64,17 +67,22 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=100, help="trials of the strategy stage (--strategy)")
     parser.add_argument("--jobs", type=int, nargs="+", default=None, help="n_jobs values (default: 1; --shipped 1 2)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the runs here (default: a temporary dir)")
+    parser.add_argument("--stage-trials", nargs="+", default=[], metavar="STAGE=N", help="--shipped: fewer trials")
+    parser.add_argument("overrides", nargs="*", help="overrides for every run (after --)")
     args = parser.parse_args()
+    extra = [f"hydra.sweeper.stages.{item.split('=')[0]}.n_trials={item.split('=')[1]}" for item in args.stage_trials]
+    extra += args.overrides
     jobs = args.jobs or ([1, 2] if args.shipped else [1])
     with tempfile.TemporaryDirectory(prefix="qframe-bench-pipeline-") as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         for n in jobs:
             if args.shipped:
-                run(["tuner=pipeline", f"hydra.sweeper.n_jobs={n}"], workdir, f"shipped-n_jobs{n}")
+                run(["tuner=pipeline", f"hydra.sweeper.n_jobs={n}", *extra], workdir, f"shipped-n_jobs{n}")
             else:
                 stages = STRATEGY_PIPELINE.format(trials=args.trials)
                 common = ["hydra/sweeper=hyperopt", "hydra/launcher=qframe", stages, f"hydra.sweeper.n_jobs={n}"]
+                common += extra
                 run(common, workdir, f"strategy-{args.trials}-n_jobs{n}")
 
 

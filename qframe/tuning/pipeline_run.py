@@ -119,8 +119,8 @@ class PipelineSweep:
         self.arguments = [a for a in arguments if not override_key(a).startswith("hydra.")]
         self.pipeline = pipeline = parse_pipeline(self.settings, self.arguments, config_objective)
         self.objective = objective
-        spaces = {name: self._space(stage) for name, stage in pipeline.stages.items()}  # each parses, before any trial
-        del spaces
+        for stage in pipeline.stages.values():
+            self._space(stage)  # each stage's space parses and its objective is a metric, before any trial
         if any(s.reevaluates for s in pipeline.stages.values()):
             from qframe.tuning.mlflow_parent import tracking_target
 
@@ -227,9 +227,10 @@ class PipelineSweep:
             return False
         doc = yaml.safe_load((sweep_dir / PIPELINE_RESULTS).read_text()) or {}
         best = doc.get("global_best") or {}
+        value = f"{best['value']:.6g}" if isinstance(best.get("value"), float) else "-"
         self.console.print(
-            f"pipeline {sweep_dir} is already finished: {len(stages)} stages; global best "
-            f"{best.get('value')} (stage {best.get('stage')}, trial {best.get('trial')}); nothing to do",
+            f"pipeline {sweep_dir} is already finished: {len(stages)} stages; global best {value} (stage "
+            f"{best.get('stage')}, trial {best.get('trial')}); nothing to do",
             soft_wrap=True,
         )
         if best.get("command"):
