@@ -12,8 +12,6 @@ Everything here runs before any trial: a bad pipeline is one :class:`ConfigError
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,10 +96,6 @@ class Pipeline:
         """Whether ``stage``'s best takes part in the global best: it optimises the pipeline's objective the same
         way (a best of another metric is not comparable)."""
         return stage.objective == self.objective and stage.direction == self.direction
-
-    def signature(self) -> str:
-        doc = {name: stage.definition() for name, stage in self.stages.items()}
-        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def override_key(line: str) -> str:

@@ -12,7 +12,8 @@ on one launcher whose ``n_jobs`` slots the running stages share.
 * A stage that ends without a best trial (every trial failed, or too many: ``max_failure_rate``) stops the
   pipeline: no trial starts, the running ones end, every output is written, and one line names the stage.
 * ``pipeline_results.yaml``: every stage's best and the global best (value, settings as overrides, stage, trial,
-  the command that re-runs it); ``pipeline_history.png``: each stage's best so far against its trials.
+  the command that re-runs it); ``pipeline_history.png``: each stage's best so far against its trials
+  (:mod:`~qframe.tuning.pipeline_outputs`).
 """
 
 from __future__ import annotations
@@ -27,13 +28,12 @@ import yaml
 from qframe.core.atomic import atomic_path
 from qframe.core.errors import ConfigError, QFrameError
 from qframe.tuning.pipeline import BEST, Pipeline, Stage, carried, merge_fixed, override_key, parse_pipeline
+from qframe.tuning.pipeline_outputs import PIPELINE_PNG, PIPELINE_RESULTS, StageBest, report, write_results
 from qframe.tuning.settings import SweepSettings
-from qframe.tuning.space import Space, format_value
-from qframe.tuning.state import STATE_FILE, SweepLock, SweepState, Trial, is_running, running_elsewhere
+from qframe.tuning.space import Space
+from qframe.tuning.state import STATE_FILE, SweepLock, SweepState, is_running, running_elsewhere
 
 PIPELINE_STATE = "pipeline_state.json"
-PIPELINE_RESULTS = "pipeline_results.yaml"
-PIPELINE_PNG = "pipeline_history.png"
 STAGE_TAG = "qframe.stage"
 
 
@@ -57,22 +57,6 @@ class PipelineState:
             return cls(**json.loads(path.read_text()))
         except (OSError, ValueError, TypeError) as exc:
             raise ConfigError(f"cannot resume from {path}: the pipeline state is unreadable ({exc})") from None
-
-
-@dataclass
-class StageBest:
-    """A finished stage's best trial and what re-creates it."""
-
-    stage: str
-    trial: Trial
-    space: Space
-    fixed: list[str]  # the stage's own fixed overrides (not the command line's)
-    run_id: str | None  # the stage's MLflow run
-    adopted: list[str] = field(default_factory=list)  # a re-evaluating stage's: the model settings of its predictions
-
-    @property
-    def overrides(self) -> list[str]:
-        return [*self.fixed, *(f"{k}={format_value(v)}" for k, v in self.trial.params.items())]
 
 
 @dataclass
@@ -287,10 +271,10 @@ class PipelineSweep:
             for running in list(self._active.values()):
                 running.state.save(running.path)
                 self._end_stage(running, state, state_path, "KILLED", why)
-            self._write_results(state, sweep_dir, failed)
+            write_results(sweep_dir, self.pipeline, state.stages, self.bests, self._global_best(), failed)
             self._finish_pipeline_run(sweep_dir, status if not failed else "FAILED")
             state.save(state_path)
-        self._report(sweep_dir, failed)
+        report(self.console, sweep_dir, self.pipeline, self.bests, self._global_best(), failed)
         if failed:
             from qframe.tuning.outputs import FAILURE_FIX
 
@@ -579,108 +563,6 @@ class PipelineSweep:
             import sys
 
             print(f"qframe: warning: {exc}", file=sys.stderr)
-
-    # ------------------------------------------------------------------------------------------------ outputs
-    def _write_results(self, state: PipelineState, sweep_dir: Path, failed: str | None) -> None:
-        from qframe.tuning.outputs import RESULTS_FILE, best_command
-
-        doc: dict[str, Any] = {
-            "name": "qframe-pipeline",
-            "objective": self.pipeline.objective,
-            "direction": self.pipeline.direction,
-            "order": self.pipeline.order(),
-            "stages": {},
-            "global_best": None,
-        }
-        for name, stage in self.pipeline.stages.items():
-            record = state.stages.get(name, {})
-            entry: dict[str, Any] = {
-                "status": record.get("status", "pending"),
-                "from": stage.source,
-                "reevaluates": stage.reevaluates,
-                "objective": stage.objective,
-                "direction": stage.direction,
-                "n_trials": int(stage.n_trials),
-                "results": str(sweep_dir / name / RESULTS_FILE),
-            }
-            best = self.bests.get(name)
-            if best is not None:
-                entry |= {
-                    "best_value": float(best.trial.value),
-                    "best_trial": best.trial.number,
-                    "best_params": best.overrides,
-                    "best_command": best_command(best.space, best.trial),
-                }
-            doc["stages"][name] = entry
-        best = self._global_best()
-        if best is not None:
-            doc["global_best"] = {
-                "value": float(best.trial.value),
-                "stage": best.stage,
-                "trial": best.trial.number,
-                "params": best.overrides,
-                "command": best_command(best.space, best.trial),
-            }
-        if failed:
-            doc["stopped"] = failed
-        (sweep_dir / PIPELINE_RESULTS).write_text(yaml.safe_dump(doc, sort_keys=False))
-        self._plot(sweep_dir / PIPELINE_PNG)
-
-    def _plot(self, path: Path) -> None:
-        """Each stage's best so far against its trial numbers, the global best as a line."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        for name, stage in self.pipeline.stages.items():
-            path_state = path.parent / name / STATE_FILE
-            if not path_state.is_file():
-                continue
-            done = sorted(
-                (t for t in SweepState.load(path_state).trials if t.status == "complete" and t.value is not None),
-                key=lambda t: t.number,
-            )
-            xs, ys, best = [], [], None
-            for t in done:
-                if best is None or (t.value > best if stage.direction == "maximize" else t.value < best):
-                    best = t.value
-                xs.append(t.number)
-                ys.append(best)
-            if xs:
-                ax.step(xs, ys, where="post", marker="o", markersize=3, label=name)
-        best = self._global_best()
-        if best is not None:
-            ax.axhline(best.trial.value, color="grey", linestyle="--", label=f"global best ({best.stage})")
-        ax.set_xlabel("trial of the stage")
-        ax.set_ylabel(self.pipeline.objective or "objective")
-        ax.set_title(f"pipeline: best so far per stage ({self.pipeline.direction})")
-        if ax.lines:
-            ax.legend(loc="best")
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-
-    def _report(self, sweep_dir: Path, failed: str | None) -> None:
-        from rich.markup import escape
-
-        from qframe.tuning.outputs import best_command
-
-        ended = "pipeline stopped" if failed else "pipeline done"
-        self.console.print(f"[bold]{ended}[/] -> {sweep_dir / PIPELINE_RESULTS}", soft_wrap=True)
-        for name in self.pipeline.order():
-            best = self.bests.get(name)
-            if best is not None:
-                self.console.print(f"  {name}: best {best.trial.value:.6g} (trial {best.trial.number})", soft_wrap=True)
-        best = self._global_best()
-        if best is not None:
-            self.console.print(
-                f"global best {self.pipeline.objective or 'objective'} = {best.trial.value:.6g} (stage {best.stage}, "
-                f"trial {best.trial.number})",
-                soft_wrap=True,
-            )
-            self.console.print(f"re-run: {escape(best_command(best.space, best.trial))}", soft_wrap=True)
 
 
 def _stop_reason(running: _Running) -> str | None:
