@@ -187,7 +187,9 @@ class PipelineSweep:
                 f"{' '.join(self.arguments) or '(none)'}; use a new hydra.sweep.dir or the same command"
             )
         for name, record in state.stages.items():
-            if record.get("status") not in ("finished", "failed"):
+            # a failed stage may change (more trials, to continue it); a change of its space is refused as a
+            # single sweep's is, when it resumes
+            if record.get("status") != "finished":
                 continue
             stage = self.pipeline.stages.get(name)
             if stage is None:
@@ -234,7 +236,7 @@ class PipelineSweep:
         pipeline = self.pipeline
         for name, stage in pipeline.stages.items():
             record = state.stages.setdefault(name, {"status": "pending"})
-            if record.get("status") not in ("finished", "failed"):
+            if record.get("status") != "finished":
                 record["definition"] = stage.definition()
         state.stages = {n: state.stages[n] for n in pipeline.stages} | {
             n: r for n, r in state.stages.items() if n not in pipeline.stages
@@ -276,9 +278,7 @@ class PipelineSweep:
             state.save(state_path)
         report(self.console, sweep_dir, self.pipeline, self.bests, self._global_best(), failed)
         if failed:
-            from qframe.tuning.outputs import FAILURE_FIX
-
-            raise QFrameError(f"{failed}; results so far are in {sweep_dir}; {FAILURE_FIX}")
+            raise QFrameError(f"{failed}; results so far are in {sweep_dir}")
 
     def _next_job(self) -> int:
         job = self.jobs[0]
@@ -479,8 +479,17 @@ class PipelineSweep:
             record["status"] = "failed"
             state.save(state_path)
             counts = running.state.counts()
-            why = stopped or f"every one of its {counts['failed']} trials failed"
-            return f"stage {stage.name} failed ({why}): the stages after it do not start"
+            if stopped:
+                from qframe.tuning.outputs import FAILURE_FIX
+
+                why, fix = stopped, FAILURE_FIX
+            else:  # within max_failure_rate, but no trial completed
+                why = f"every one of its {counts['failed']} trials failed"
+                fix = (
+                    f"fix the setting that fails, or raise hydra.sweeper.stages.{stage.name}.n_trials and add "
+                    "hydra.sweeper.resume=true to continue it"
+                )
+            return f"stage {stage.name} failed ({why}): the stages after it do not start; {fix}"
         record["status"] = "finished"
         record["best"] = {"value": float(best.value), "trial": best.number}
         state.save(state_path)
