@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,6 +48,7 @@ def stage_times(sweep_dir: Path) -> dict[str, tuple[int, float]]:
 
 def run(args: list[str], workdir: Path, label: str) -> None:
     sweep_dir = workdir / f"sweep-{label}"
+    shutil.rmtree(sweep_dir, ignore_errors=True)  # a finished one there would only be reported, not run
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
     argv = [sys.executable, "-m", "qframe", "-m", *args, f"hydra.sweep.dir={sweep_dir}", f"workdir={workdir}"]
     t0 = time.perf_counter()
