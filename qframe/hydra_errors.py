@@ -66,10 +66,21 @@ def unknown_key_message(full_key: str, value: str | None, overrides: list[str]) 
 
 def describe_hydra_error(exc: BaseException, overrides: list[str]) -> str | None:
     """One line for an error Hydra or OmegaConf raised while composing or resolving the config; None otherwise."""
+    import yaml
     from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
     cause = exc.__cause__
+    if isinstance(exc, yaml.MarkedYAMLError):  # a config file that is not valid YAML, e.g. a key written twice
+        mark = exc.problem_mark
+        where = f"{mark.name} line {mark.line + 1}" if mark is not None else "a config file"
+        problem = exc.problem or type(exc).__name__
+        hint = (
+            "; a mapping holds each key once (two stages of a pipeline need two names)"
+            if "duplicate" in problem
+            else ""
+        )
+        return f"cannot read {where}: {problem}{hint}"
     if isinstance(exc, MissingConfigException):
         text = str(exc)
         match = _MISSING_OPTION.search(text)

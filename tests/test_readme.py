@@ -544,6 +544,51 @@ def run_sweep(case: Case, text: str, command: docs.Command) -> None:
         assert len(jobs) == max(1, math.prod(grid)), (grid, sorted(p.name for p in jobs))
 
 
+#: trials of each stage of a pipeline (``tuner=pipeline``)
+SMALL_STAGE_TRIALS = 2
+
+
+def run_pipeline(case: Case, text: str, command: docs.Command) -> None:
+    """A pipeline (``tuner=pipeline``): every stage 2 trials (a printed stage ``n_trials`` becomes 2), each model
+    stage's model at test size (its ``overrides`` plus ``SMALL_MODEL``), a market the strategy's topk choices fit; the
+    pipeline must finish every stage, and its global best be the best of the stages' bests."""
+    tokens = shlex.split(text)
+    no_outside_paths(case, tokens)
+    args = hydra_args(tokens)
+    conf = yaml.safe_load((ROOT / "conf" / "tuner" / "pipeline.yaml").read_text())
+    stages = conf["hydra"]["sweeper"]["stages"]
+    from qframe.core.registry import get_registry
+
+    extra, topks = [], [5]
+    for name, stage in stages.items():
+        key = f"hydra.sweeper.stages.{name}.n_trials"
+        if args.get(key) is None:
+            extra.append(f"{key}={SMALL_STAGE_TRIALS}")
+        text = re.sub(rf"({re.escape(key)}=)\d+", rf"\g<1>{SMALL_STAGE_TRIALS}", text)
+        overrides = list(stage.get("overrides") or [])
+        model = next((o.split("=", 1)[1] for o in overrides if o.startswith("model=")), None)
+        if model in SMALL_MODEL:
+            overrides += [f"{k}={v}" for k, v in SMALL_MODEL[model].items()]
+            extra.append(f"hydra.sweeper.stages.{name}.overrides=[{','.join(json.dumps(o) for o in overrides)}]")
+        for space in stage.get("spaces") or []:
+            obj = get_registry().get("search_space", space).obj
+            searched = str((obj() if callable(obj) else obj).get("strategy.topk", ""))
+            topks += [int(n) for n in re.findall(r"\d+", searched)]
+    # the model stages hold the small strategy; the strategy stage searches its own (its choices need the instruments)
+    extra += [f"dataset.n_instruments={INSTRUMENTS_PER_TOPK * max(topks)}", "dataset.n_days=320", *SMALL_STRATEGY_ARGS]
+    proc = case.bash(" ".join([text, *map(shlex.quote, extra)]), TIMEOUT_SWEEP)
+    expect_ok(proc)
+    sweeps = sorted(p for p in (case.cwd / ".qframe" / "multirun").glob("*/*") if p.is_dir())
+    assert len(sweeps) == 1, f"expected one sweep directory under ./.qframe/multirun, found {sweeps}"
+    results = yaml.safe_load((sweeps[0] / "pipeline_results.yaml").read_text())
+    assert all(stage["status"] == "finished" for stage in results["stages"].values()), results
+    assert results["global_best"]["value"] == max(s["best_value"] for s in results["stages"].values()), results
+
+
+#: the small strategy as overrides
+SMALL_STRATEGY_ARGS = [f"{k}={v}" for k, v in SMALL_STRATEGY.items()]
+
+
 def run_from_run(case: Case, text: str, command: docs.Command) -> None:
     """``from_run=RUN`` (a single run or a sweep): first a small ridge run, on a market sized for the command's
     topk, which ``last`` (or its name) then names; the command as printed with that run's data sizes (the same data:
@@ -766,6 +811,12 @@ RULES = [
         r"qframe (.* )?from_run=\S+( .*)?",
         run_from_run,
         "after a small ridge run (its market sized for the command's topk), the same data sizes: it re-evaluates",
+    ),
+    Rule(
+        "qframe: a pipeline",
+        r"qframe (.* )?(-m|--multirun) (.* )?tuner=pipeline( .*)?",
+        run_pipeline,
+        "each stage 2 trials at test size (its model small); every stage finishes, the global best is the stages' best",
     ),
     Rule(
         "qframe: a sweep",

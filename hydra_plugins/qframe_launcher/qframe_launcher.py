@@ -63,3 +63,7 @@ class QFrameLauncher(Launcher):
 
     def kill_all(self) -> None:
         self.impl.kill_all()
+
+    def preload_again(self) -> None:
+        """The next job's config loads the shared inputs again (a pipeline's re-evaluating stage)."""
+        self.impl.preload_again()

@@ -214,6 +214,12 @@ class RunStore:
         ids = self.experiment_ids(experiment)
         if not ids:
             return []
+        stages = self._pipeline_stages(sweep) if sweep is not None else None
+        if stages is not None:  # a pipeline's run: the trials of its stages (each stage a sweep's parent run)
+            found = [r for s in stages for r in self.search_runs(experiment, filter, sort, None, True, s, deleted)]
+            if not sort:
+                found.sort(key=lambda r: r.info.start_time or 0, reverse=True)
+            return found[:limit] if limit is not None else found
         clauses = [filter]
         if sweep is not None:
             clauses.append(self._sweep_filter(sweep))
@@ -245,6 +251,16 @@ class RunStore:
             if not token:
                 break
         return out
+
+    def _pipeline_stages(self, sweep: str) -> list[str] | None:
+        """The stage runs of the pipeline ``sweep`` names (``qframe.kind=pipeline``), None: not a pipeline's run."""
+        if sweep == "last":
+            return None
+        run = self.resolve(sweep)
+        if run.data.tags.get(KIND_TAG) != "pipeline":
+            return None
+        children = self.search_runs(filter=f"tags.{PARENT_TAG} = '{run.info.run_id}'", trials=True)
+        return [child.info.run_id for child in children]
 
     def _sweep_filter(self, sweep: str) -> str:
         """The filter of one sweep's runs: the trials under its parent run, or a grid's jobs (one sweep dir)."""

@@ -64,6 +64,12 @@ class ForkLauncher:
     def kill_all(self) -> None:
         self.runner.kill_all()
 
+    def preload_again(self) -> None:
+        """Load the jobs' shared inputs again, from the next submitted job's config: a pipeline stage whose trials
+        read other inputs (a re-evaluation of recorded predictions). Jobs forked before keep what they had."""
+        if self.runner is not None and self.preload:
+            self.runner.prefork_pending = isinstance(self.runner.task_function, ForkAwareTask)
+
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[Any]:
         """Hydra's batch API: run every job (``n_jobs`` at a time) and return JobReturns in order."""
         from hydra.core.utils import filter_overrides

@@ -68,9 +68,11 @@ def start_parent(
     params: dict,
     failed: dict[int, FailedTrial],
     interrupted: set[int],
+    tags: dict[str, str] | None = None,
 ) -> str:
     """Create (or reopen, on resume) the sweep's parent run; returns its id. Reopened, the trial runs the sweep's
-    death left behind are made to agree with its record (``failed``; ``interrupted``: to be retried, KILLED)."""
+    death left behind are made to agree with its record (``failed``; ``interrupted``: to be retried, KILLED).
+    ``tags``: the new run's, besides ``qframe.kind=sweep`` (a pipeline's stage: its parent and stage name)."""
     from mlflow.tracking import MlflowClient
 
     from qframe.core import tracking
@@ -88,7 +90,7 @@ def start_parent(
             return run_id
     from mlflow.entities import Param
 
-    run = client.create_run(experiment_id, run_name=name, tags={"qframe.kind": "sweep"})
+    run = client.create_run(experiment_id, run_name=name, tags={"qframe.kind": "sweep", **(tags or {})})
     try:
         client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
     except BaseException:
@@ -196,10 +198,16 @@ def tracking_target(config: Any, settings: SweepSettings) -> tuple[str, str, str
 
 
 def start_sweep_run(
-    config: Any, settings: SweepSettings, state: SweepState, space: Space, objective: str | None
+    config: Any,
+    settings: SweepSettings,
+    state: SweepState,
+    space: Space,
+    objective: str | None,
+    name: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> ParentRun | None:
     """Start (or, on resume, reopen) the parent run of the sweep ``config`` describes; None: the sweep is untracked.
-    Its id goes into ``state``."""
+    Its id goes into ``state``. ``name`` and ``tags``: a pipeline stage's run (nested under the pipeline's)."""
     target = tracking_target(config, settings)
     if target is None:
         return None
@@ -215,10 +223,65 @@ def start_sweep_run(
         fixed=" ".join(space.fixed),
         sweep_dir=str(config.hydra.sweep.dir),
     )
-    name = f"sweep {Path(str(config.hydra.sweep.dir)).name}"
-    run_id = start_parent(uri, experiment, artifact_root, state.parent_run_id, name, params, *_trial_records(state))
+    name = name or f"sweep {Path(str(config.hydra.sweep.dir)).name}"
+    records = _trial_records(state)
+    run_id = start_parent(uri, experiment, artifact_root, state.parent_run_id, name, params, *records, tags)
     state.parent_run_id = run_id
     return ParentRun(uri, run_id)
+
+
+@_released
+def trial_run_id(uri: str, parent_id: str, number: int) -> str | None:
+    """The MLflow run of trial ``number`` under ``parent_id`` (its last attempt's), None: it has none."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    parent = client.get_run(parent_id)
+    found = client.search_runs(
+        [parent.info.experiment_id],
+        f"tags.mlflow.parentRunId = '{parent_id}' AND tags.`qframe.trial` = '{number}' "
+        "AND attributes.status = 'FINISHED'",
+        max_results=50,
+    )
+    latest = max(found, key=lambda run: run.info.start_time or 0, default=None)
+    return latest.info.run_id if latest is not None else None
+
+
+@_released
+def start_pipeline_run(
+    uri: str, experiment: str, artifact_root: str, run_id: str | None, name: str, params: dict
+) -> str:
+    """Create (or reopen, on resume) a pipeline's own MLflow run (``qframe.kind=pipeline``); returns its id."""
+    from mlflow.entities import Param
+    from mlflow.tracking import MlflowClient
+
+    from qframe.core import tracking
+
+    experiment_id = tracking.ensure_experiment(uri, experiment, Path(artifact_root))
+    client = MlflowClient(tracking_uri=uri)
+    if run_id:
+        try:
+            client.update_run(run_id, status="RUNNING")
+            return run_id
+        except Exception:  # noqa: BLE001 - a deleted/unknown run: start a new one
+            pass
+    run = client.create_run(experiment_id, run_name=name, tags={"qframe.kind": "pipeline"})
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+    return run.info.run_id
+
+
+@_released
+def finish_pipeline_run(uri: str, run_id: str, files: list[str], metrics: dict[str, float], status: str) -> None:
+    """Log the pipeline's files and global-best metrics; end its run with ``status``."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    for key, value in metrics.items():
+        client.log_metric(run_id, key, float(value))
+    for path in files:
+        if Path(path).is_file():
+            client.log_artifact(run_id, path)
+    client.set_terminated(run_id, status)
 
 
 def log_best_so_far(parent: ParentRun, trial: int, best: float, ended: float) -> None:

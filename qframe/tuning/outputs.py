@@ -177,12 +177,14 @@ def _fmt(value: Any) -> str:
 class Progress:
     """One rich line per finished trial: number, params, objective, best so far, failures, ETA."""
 
-    def __init__(self, n_trials: int, direction: str) -> None:
+    def __init__(self, n_trials: int, direction: str, label: str = "", extra: Any = None) -> None:
         from rich.console import Console
 
         self.console = Console(highlight=False)
         self.n_trials = n_trials
         self.direction = direction
+        self.label = label  # a pipeline's stage: "[stage] " before each line
+        self.extra = extra  # a callable: text after each line (a pipeline's global best)
         self.t0 = time.time()
         self.finished_here = 0
 
@@ -202,9 +204,11 @@ class Progress:
         else:
             result = f"[red]failed[/] ({escape((trial.error or '').splitlines()[0][:80])})"
         best_txt = _fmt(best.value) if best else "-"
+        label = f"[cyan]{escape(self.label)}[/] " if self.label else ""
+        extra = f" | {escape(self.extra())}" if self.extra is not None else ""
         self.console.print(
-            f"[bold]trial {trial.number}[/] [{done}/{self.n_trials}] job {trial.job} {result} | best {best_txt} | "
-            f"failed {counts['failed']} | eta {eta:.0f}s | {params}",
+            f"{label}[bold]trial {trial.number}[/] [{done}/{self.n_trials}] job {trial.job} {result} | best "
+            f"{best_txt}{extra} | failed {counts['failed']} | eta {eta:.0f}s | {params}",
             soft_wrap=True,
         )
 

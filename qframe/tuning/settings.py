@@ -12,6 +12,18 @@ from typing import Any
 
 DIRECTIONS = ("minimize", "maximize")
 
+#: the fields of one stage of ``hydra.sweeper.stages`` (a pipeline), with their documentation
+STAGE_FIELDS = {
+    "overrides": "fixed overrides every trial of the stage gets, e.g. [model=mlp] (default [])",
+    "spaces": "named search spaces, as hydra.sweeper.spaces (default [])",
+    "params": "{key: grammar}, as hydra.sweeper.params (default null)",
+    "n_trials": "trials of the stage in total (default 20)",
+    "objective": "the stage's metric (default: the pipeline's hydra.sweeper.objective)",
+    "direction": "minimize or maximize (default: the pipeline's hydra.sweeper.direction)",
+    "from": "where the stage starts: null (the base config), an earlier stage's name (its best trial's settings are "
+    "fixed overrides of every trial), or best (the global best of the stages declared before it)",
+}
+
 
 @dataclass
 class SweepSettings:
@@ -44,6 +56,10 @@ class SweepSettings:
     resume: bool = False
     # one MLflow parent run per sweep, trial runs nested under it
     mlflow: bool = True
+    # a multi-stage pipeline (docs/sweeps.md, Pipelines): {name: stage}, each stage a search of its own with the
+    # fields of STAGE_FIELDS; null: one search. With stages, n_trials, spaces and params are the stages' own, and
+    # objective and direction are the defaults of the stages and the measure of the global best
+    stages: Any = None
 
     def check(self) -> None:
         """Refuse values no sweep can run with (a ConfigError naming the key)."""

@@ -94,6 +94,11 @@ class HyperoptSweep:
         )
 
         settings = self.settings
+        if settings.stages is not None:
+            from qframe.tuning.pipeline_run import PipelineSweep
+
+            PipelineSweep(self).run(arguments)
+            return
         settings.check()
         use_sweep_config(self.config)
         objective, objective_override = sweep_objective(self.config, settings)

@@ -37,6 +37,8 @@ class TrialLoop:
         launch: TrialLauncher,
         tracking: ParentRun | None,
         progress: Any,
+        next_job: Any = None,
+        extra_overrides: list[str] | None = None,
     ) -> None:
         self.settings = settings
         self.state = state
@@ -49,6 +51,11 @@ class TrialLoop:
         self.threads = launch.threads
         self.progress = progress
         self._announced = False  # the line saying the sweep waits for its running trials was printed
+        # job numbers: the state's next one, or a pipeline's (its stages share one launcher: numbers never repeat)
+        self.next_job = next_job or state.next_job
+        # hydra overrides of every job that are not the trial's settings (a pipeline stage's job directories)
+        self.extra_overrides = list(extra_overrides or [])
+        self.running: dict[int, Trial] = {}  # by job number, with an asynchronous launcher
 
     def run(self) -> str | None:
         """Run trials until ``n_trials`` are done (None) or too many failed (why the sweep stopped).
@@ -72,28 +79,43 @@ class TrialLoop:
         return stop_report(self.state, self.settings)
 
     def _run_async(self, submitter: JobSubmitter) -> None:
-        by_job: dict[int, Trial] = {}
-        timeout = float(self.settings.trial_timeout) if self.settings.trial_timeout else None
         while True:
-            while not self._stopping() and len(by_job) < int(self.settings.n_jobs) and self._remaining(len(by_job)) > 0:
-                trial = self._new_trial()
-                trial.status = "running"
-                trial.started = submitter.submit(self._overrides(self.space, trial), trial.job, timeout)
-                trial.owner = trial_owner(submitter, trial.job)  # a resumed sweep checks this process is gone
-                by_job[trial.job] = trial
-                self.state.save(self.state_path)
-            if not by_job:
+            while len(self.running) < int(self.settings.n_jobs) and self.can_start():
+                self.start(submitter)
+            if not self.running:
                 return
             for finished in submitter.wait():
-                trial = by_job.pop(finished.idx)
-                trial.started = finished.started
-                self._record(trial, finished.ok, finished.value, finished.error, finished.ended, finished.working_dir)
-                if by_job and self._stopping() and not self._announced:
-                    self._announced = True
-                    self.progress.console.print(
-                        f"too many trials failed: no new trial starts; waiting for the {len(by_job)} running",
-                        soft_wrap=True,
-                    )
+                self.finish(finished)
+
+    # one trial at a time, for a driver that shares one asynchronous launcher between sweeps (a pipeline's stages)
+    def can_start(self) -> bool:
+        """Whether another trial may start now (not stopping, trials left beyond the running ones)."""
+        return not self._stopping() and self._remaining(len(self.running)) > 0
+
+    def start(self, submitter: JobSubmitter) -> Trial:
+        """Start the next trial on ``submitter``."""
+        timeout = float(self.settings.trial_timeout) if self.settings.trial_timeout else None
+        trial = self._new_trial()
+        trial.status = "running"
+        overrides = self._overrides(self.space, trial) + self.extra_overrides
+        trial.started = submitter.submit(overrides, trial.job, timeout)
+        trial.owner = trial_owner(submitter, trial.job)  # a resumed sweep checks this process is gone
+        self.running[trial.job] = trial
+        self.state.save(self.state_path)
+        return trial
+
+    def finish(self, finished: Any) -> Trial:
+        """Record a finished job (a ``Finished`` of this loop's trial)."""
+        trial = self.running.pop(finished.idx)
+        trial.started = finished.started
+        self._record(trial, finished.ok, finished.value, finished.error, finished.ended, finished.working_dir)
+        if self.running and self._stopping() and not self._announced:
+            self._announced = True
+            self.progress.console.print(
+                f"too many trials failed: no new trial starts; waiting for the {len(self.running)} running",
+                soft_wrap=True,
+            )
+        return trial
 
     def _run_batches(self) -> None:
         from qframe.launch.hydra_compat import choose_path, job_outcome
@@ -105,7 +127,7 @@ class TrialLoop:
             for trial in batch:
                 trial.status, trial.started = "running", started
             self.state.save(self.state_path)
-            overrides = [self._overrides(self.space, trial) for trial in batch]
+            overrides = [self._overrides(self.space, trial) + self.extra_overrides for trial in batch]
             returns = self.launch.launcher.launch(overrides, initial_job_idx=batch[0].job)
             ended = time.time()
             for trial, ret in zip(batch, returns, strict=True):
@@ -127,12 +149,12 @@ class TrialLoop:
         if self.retry:
             trial = self.retry.pop(0)
             trial.attempts += 1
-            trial.job = state.next_job()
+            trial.job = self.next_job()
             trial.started = None
             return trial
         number = len(state.trials)
         params, hyperopt_vals = self.optimizer.ask(number)
-        trial = Trial(number=number, job=state.next_job(), status="running", params=params, vals=hyperopt_vals)
+        trial = Trial(number=number, job=self.next_job(), status="running", params=params, vals=hyperopt_vals)
         state.trials.append(trial)
         return trial
 
