@@ -18,6 +18,7 @@ from typing import Any
 
 from qframe.core.errors import ConfigError
 from qframe.tuning.settings import DIRECTIONS, STAGE_FIELDS, SweepSettings
+from qframe.tuning.space import flatten_params
 
 #: ``from: best``: the global best of the stages declared before this one
 BEST = "best"
@@ -247,7 +248,7 @@ def _check_reevaluation(stage: Stage, stages: dict[str, Stage], arguments: list[
 
     where = f"hydra.sweeper.stages.{stage.name}"
     searched = [k.lstrip("+~") for space in named_spaces(stage.spaces) for k in space]
-    searched += [k.lstrip("+~") for k in _flatten(stage.params)]
+    searched += [k.lstrip("+~") for k in flatten_params(stage.params)]
     if not searched or not all(_section(k) in REEVALUATED for k in searched):
         return  # it fits models: any override goes
     stage.reevaluates = stage.source is not None
@@ -271,16 +272,6 @@ def _check_reevaluation(stage: Stage, stages: dict[str, Stage], arguments: list[
             f"model and handler are the source run's; set it in the overrides of the stages that fit models "
             f"(hydra.sweeper.stages.<name>.overrides)"
         )
-
-
-def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def merge_fixed(*groups: list[str], searched: set[str] | None = None) -> list[str]:

@@ -170,12 +170,12 @@ def _literal(value: Any) -> str:
     return format_value(value)
 
 
-def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"model": {"lr": g}}`` (``hydra.sweeper.params.model.lr=g`` on the command line) -> ``{"model.lr": g}``."""
     out: dict[str, Any] = {}
     for key, value in params.items():
         if isinstance(value, Mapping):
-            out.update(_flatten(value, f"{prefix}{key}."))
+            out.update(flatten_params(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
     return out
@@ -186,7 +186,7 @@ def combine(named: list[Mapping[str, Any]], params: Mapping[str, Any] | None, ar
     entries: list[str] = []
     for space in named:
         entries += [f"{k}={_literal(v)}" for k, v in space.items()]
-    entries += [f"{k}={_literal(v)}" for k, v in _flatten(params or {}).items()]
+    entries += [f"{k}={_literal(v)}" for k, v in flatten_params(params or {}).items()]
     entries += list(arguments)
     space = parse_space(entries)
     if not space.params:
