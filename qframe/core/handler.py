@@ -34,7 +34,7 @@ log = logging.getLogger("qframe")
 SEGMENTS = ("train", "valid", "test")
 #: ``handler.suspended``: a member's day without a bar (suspended) has no row ("drop", qframe's default), or has one
 #: with the features the day's history gives and NaN elsewhere ("keep", Qlib's: every day of a membership spell
-#: between the instrument's first and last bar); docs/suspended.md
+#: between the instrument's first and last bar); docs/qlib_semantics.md
 SUSPENDED = ("drop", "keep")
 
 
@@ -63,7 +63,8 @@ def suspended_rule(handler_cfg: dict[str, Any]) -> str:
     """``handler.suspended`` checked: "drop" (the default) or "keep"."""
     value = handler_cfg.get("suspended") or "drop"
     if value not in SUSPENDED:
-        raise ConfigError(f"handler.suspended={value!r}; valid options: {', '.join(SUSPENDED)} (docs/suspended.md)")
+        options = ", ".join(SUSPENDED)
+        raise ConfigError(f"handler.suspended={value!r}; valid options: {options} (docs/qlib_semantics.md)")
     return str(value)
 
 
