@@ -80,7 +80,7 @@ def test_the_workflow_predicts_from_the_lookback(tmp_path):
 
     market, segments, test_lo = _suspended_before_test()
     prepared = prepare(market, get_registry(), _handler(), segments, None)
-    model = GRUModel(window=10, hidden_size=8, num_layers=1, max_epochs=2, progress=False, num_threads=1)
+    model = GRUModel(window=10, hidden_size=4, num_layers=1, max_epochs=1, progress=False, num_threads=1)
     model.fit_panel(prepared.segments["train"], prepared.segments["valid"], tmp_path)
     test = prepared.segments["test"]
     scores = _predict(model, test, prepared)
