@@ -25,7 +25,7 @@ from qframe.core.context import RunContext, RunLocation, SharedInputs
 from qframe.core.controls import check_objective, control_metric_names, control_settings, run_controls
 from qframe.core.errors import ConfigError, DegenerateResult
 from qframe.core.evaluation import ACCUMULATION_MODES
-from qframe.core.handler import dropped_summary, prepare
+from qframe.core.handler import dropped_summary, prepare, suspended_rule
 from qframe.core.markets import FROM_MARKET, annualization_setting, applied_rules, market_summary
 from qframe.core.progress import Progress
 from qframe.core.recorders import make_recorders, run_recorders
@@ -336,6 +336,7 @@ def run_workflow(
             params = tracking.flatten(cfg)
         # built before any work, so a typo, a wrong type or an unknown parameter costs nothing
         dataset_name, dataset = _component(cfg, registry, "dataset")
+        suspended_rule(cfg.get("handler") or {})
         if source is None:
             model_name, model = _component(cfg, registry, "model")
             reweighter = reweight.build_reweighter(cfg, registry)
