@@ -160,3 +160,32 @@ def test_suspended_keep_gives_qlibs_rows():
     assert set(extra) <= set(qlib_rows)
     with pytest.raises(ConfigError, match="handler.suspended"):
         prepare(market, get_registry(), _handler(suspended="skip"), {}, None)
+
+
+def test_reused_runs_label_the_same_rows():
+    """``from_run`` re-evaluates predictions on the test rows; with ``suspended=keep`` they include suspended days."""
+    from qframe.core.reuse import label_of_test
+
+    market = _qlib_market()
+    for rule in ("drop", "keep"):
+        prepared = prepare(market, get_registry(), _handler(suspended=rule), {}, None)
+        again = label_of_test(market, {"suspended": rule, "label": {"horizon": 1}}, prepared.bounds)
+        assert again.index.equals(prepared.raw_test_label.index)
+    assert len(label_of_test(market, {"suspended": "keep"}, prepared.bounds)) > len(
+        label_of_test(market, {}, prepared.bounds)
+    )
+
+
+def test_filter_col_keeps_the_panels_order_and_refuses_unknown_names():
+    from qframe.plugins.processors.processors import FilterCol
+
+    panel = _gappy()
+    wide = Panel(np.c_[panel.X, panel.X * 2, panel.X * 3], panel.y, panel.day, panel.inst, ["a", "b", "c"],
+                 panel.calendar, panel.instruments)  # fmt: skip
+    out = FilterCol(col_list=["c", "a"]).transform(wide)
+    assert out.names == ["a", "c"]  # the panel's order, as Qlib's FilterCol
+    np.testing.assert_array_equal(out.X, wide.X[:, [0, 2]])
+    with pytest.raises(ConfigError, match="RESI5 not among"):
+        FilterCol(col_list=["a", "RESI5"]).transform(wide)
+    with pytest.raises(ConfigError, match="col_list is empty"):
+        FilterCol(col_list=[])
