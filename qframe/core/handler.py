@@ -32,6 +32,10 @@ from qframe.core.registry import Registry
 log = logging.getLogger("qframe")
 
 SEGMENTS = ("train", "valid", "test")
+#: ``handler.suspended``: a member's day without a bar (suspended) has no row ("drop", qframe's default), or has one
+#: with the features the day's history gives and NaN elsewhere ("keep", Qlib's: every day of a membership spell
+#: between the instrument's first and last bar); docs/qlib_semantics.md
+SUSPENDED = ("drop", "keep")
 
 
 @dataclass
@@ -45,11 +49,36 @@ class PreparedData:
     processors: list[Any]
     from_cache: bool
     timings: dict[str, float] = field(default_factory=dict)
+    #: ``lookback(k)``: the rows of the k trading days before the test segment, from the unfiltered features with
+    #: the shared processors applied (no learn processor: DropnaLabel must not make gaps in prediction windows)
+    lookback: Callable[[int], Panel] | None = field(default=None, repr=False)
 
 
 def make_feature_set(registry: Registry, features_cfg: dict[str, Any]) -> tuple[str, Any]:
     """(name, feature set) of ``handler.features``: a registered name or a ``_target_``."""
     return build_component(registry, "feature_set", features_cfg, "handler.features")
+
+
+def suspended_rule(handler_cfg: dict[str, Any]) -> str:
+    """``handler.suspended`` checked: "drop" (the default) or "keep"."""
+    value = handler_cfg.get("suspended") or "drop"
+    if value not in SUSPENDED:
+        options = ", ".join(SUSPENDED)
+        raise ConfigError(f"handler.suspended={value!r}; valid options: {options} (docs/qlib_semantics.md)")
+    return str(value)
+
+
+def sample_rows(market: MarketData, suspended: str = "drop") -> np.ndarray:
+    """(T, N) bool: the (day, instrument) cells that are rows of the panel.
+
+    A universe member's day with a close, and with ``suspended="keep"`` also its days without one between the
+    instrument's first and last bar (Qlib's rows: its data holds every stored day of a membership spell).
+    """
+    has_bar = ~np.isnan(market.fields["close"])
+    if suspended == "drop":
+        return market.universe & has_bar
+    listed = np.logical_or.accumulate(has_bar, axis=0) & np.logical_or.accumulate(has_bar[::-1], axis=0)[::-1]
+    return market.universe & listed
 
 
 def label_horizon(label_cfg: dict[str, Any]) -> int:
@@ -65,25 +94,32 @@ def build_panel(
     features_cfg: dict[str, Any],
     label_cfg: dict[str, Any],
     cache_dir: Path | None,
+    suspended: str = "drop",
 ) -> tuple[Panel, dict[str, str], bool]:
     """The full feature panel (universe rows only), from the cache when possible; and whether it was."""
     name, feature_set = make_feature_set(registry, features_cfg)
-    return panel_of(market, feature_set, name, label_horizon(label_cfg), cache_dir)
+    return panel_of(market, feature_set, name, label_horizon(label_cfg), cache_dir, suspended)
 
 
 def panel_of(
-    market: MarketData, feature_set: Any, name: str, horizon: int, cache_dir: Path | None
+    market: MarketData,
+    feature_set: Any,
+    name: str,
+    horizon: int,
+    cache_dir: Path | None,
+    suspended: str = "drop",
 ) -> tuple[Panel, dict[str, str], bool]:
     """:func:`build_panel` for a feature set already made."""
     cache = ArrayCache(cache_dir) if cache_dir is not None else None
-    key = cache_key("panel", market.fingerprint(), name, feature_set.config(), {"horizon": horizon})
+    rule = {"horizon": horizon} if suspended == "drop" else {"horizon": horizon, "suspended": suspended}
+    key = cache_key("panel", market.fingerprint(), name, feature_set.config(), rule)  # "drop": the key it always had
     if cache is None:
-        panel, dropped = _compute_panel(market, feature_set, horizon)
+        panel, dropped = _compute_panel(market, feature_set, horizon, suspended)
         return panel, dropped, False
     with cache.lock(key):
         hit = cache.load(key)
         if hit is None:
-            panel, dropped = _compute_panel(market, feature_set, horizon)
+            panel, dropped = _compute_panel(market, feature_set, horizon, suspended)
             arrays = {"day": panel.day, "inst": panel.inst, "y": panel.y, "X": panel.X}
             described = {"feature_set": name, "market": market.name, "rows": len(panel), "horizon": horizon}
             cache.save(key, arrays, {"names": panel.names, "dropped": dropped, **described})
@@ -102,8 +138,10 @@ def panel_of(
 BLOCK_CELLS = 1 << 18
 
 
-def _compute_panel(market: MarketData, feature_set: Any, horizon: int) -> tuple[Panel, dict[str, str]]:
-    rows = market.universe & ~np.isnan(market.fields["close"])
+def _compute_panel(
+    market: MarketData, feature_set: Any, horizon: int, suspended: str = "drop"
+) -> tuple[Panel, dict[str, str]]:
+    rows = sample_rows(market, suspended)
     day, inst = np.nonzero(rows)  # row-major: sorted by date, then instrument
     T, N = market.shape
     width = max(1, BLOCK_CELLS // max(T, 1))
@@ -345,6 +383,7 @@ def prepare(
     timings: dict[str, float] = {}
     name, feature_set = make_feature_set(registry, handler_cfg["features"])
     horizon = label_horizon(handler_cfg.get("label") or {})
+    suspended = suspended_rule(handler_cfg)
     bounds = resolve_segments(market.calendar, segments_cfg)
     check_history(market.calendar, bounds, int(getattr(feature_set, "lookback", 0) or 0), horizon, name)
     if check is not None:
@@ -355,7 +394,7 @@ def prepare(
     t0 = time.perf_counter()
     use_cache = handler_cfg.get("cache", True)
     progress.start("features", f"{name}: reading the cache or computing")
-    panel, dropped, hit = panel_of(market, feature_set, name, horizon, cache_dir if use_cache else None)
+    panel, dropped, hit = panel_of(market, feature_set, name, horizon, cache_dir if use_cache else None, suspended)
     timings["features"] = time.perf_counter() - t0
     if not panel.names:
         raise ConfigError("no feature could be computed from this data; it needs at least a close series")
@@ -397,4 +436,26 @@ def prepare(
         raise ConfigError("the train segment is empty after processing (every label NaN?)")
     timings["processors"] = time.perf_counter() - t0
     progress.finish(f"train {len(out['train']):,} / valid {len(out['valid']):,} / test {len(out['test']):,} rows")
-    return PreparedData(out, raw_test_label, bounds, dropped, processors + learn, hit, timings)
+    test_lo = int(np.searchsorted(dates, bounds["test"][0].to_datetime64(), "left"))
+    lookback = _lookback_of(panel, test_lo, processors)
+    return PreparedData(out, raw_test_label, bounds, dropped, processors + learn, hit, timings, lookback)
+
+
+def _lookback_of(panel: Panel, test_lo: int, processors: list[Any]) -> Callable[[int], Panel]:
+    """``lookback(k)``: the panel's rows on the k calendar days before position ``test_lo``, shared processors applied.
+
+    Qlib's counterpart is the inference data (DK_I) a time-series dataset extends the test segment back into: every
+    day that has features is there, whatever its label. Computed when asked, from the (usually file-backed) panel,
+    so a model without windows costs nothing.
+    """
+
+    def lookback(days: int) -> Panel:
+        lo, hi = np.searchsorted(panel.day, [max(test_lo - int(days), 0), test_lo], "left")
+        part = panel.rows(int(lo), int(hi))
+        for proc in processors:  # already fitted on train
+            part = proc.transform(part)
+        # a copy: the caller may keep it after the mapped panel is gone
+        return Panel(np.array(part.X), part.y.copy(), part.day.copy(), part.inst.copy(), part.names,
+                     part.calendar, part.instruments)  # fmt: skip
+
+    return lookback

@@ -20,7 +20,7 @@ import pandas as pd
 
 from qframe.core.context import RunLocation
 from qframe.core.errors import ConfigError, DataError
-from qframe.core.handler import label_horizon, resolve_segments
+from qframe.core.handler import label_horizon, resolve_segments, sample_rows, suspended_rule
 from qframe.core.panel import Panel
 
 #: the tag linking a re-evaluation to the run whose predictions it used
@@ -192,8 +192,8 @@ def model_name(cfg: dict[str, Any]) -> str:
 
 
 def label_of_test(market: Any, handler_cfg: dict[str, Any], bounds: dict[str, Any]) -> pd.Series:
-    """The raw label of the test segment's rows, as :func:`qframe.core.handler.prepare` makes it (universe rows
-    with a bar; the handler's label), without computing any feature."""
+    """The raw label of the test segment's rows, as :func:`qframe.core.handler.prepare` makes it (its rows,
+    ``handler.suspended`` included; the handler's label), without computing any feature."""
     from qframe.core.features import label
 
     horizon = label_horizon(handler_cfg.get("label") or {})
@@ -201,7 +201,7 @@ def label_of_test(market: Any, handler_cfg: dict[str, Any], bounds: dict[str, An
     lo, hi = bounds["test"]
     a = int(np.searchsorted(dates, lo.to_datetime64(), "left"))
     b = int(np.searchsorted(dates, hi.to_datetime64(), "right"))
-    rows = market.universe[a:b] & ~np.isnan(market.fields["close"][a:b])
+    rows = sample_rows(market, suspended_rule(handler_cfg))[a:b]
     day, inst = np.nonzero(rows)  # row-major: sorted by date, then instrument, as the panel
     y = label(market, horizon=horizon)[a:b][rows].astype(np.float32)
     empty = np.empty((len(y), 0), dtype=np.float32)

@@ -9,6 +9,11 @@ windows from the panels' feature matrices when asked, so memory is one int table
 plus one batch. Days on which an instrument has no row (not yet listed, suspended,
 out of the universe, label dropped) are filled with ``fill_value``.
 
+With ``fill="ffill_bfill"`` (Qlib's ``fillna_type="ffill+bfill"`` of ``TSDataSampler``, which its GRU/ALSTM
+benchmarks use) a day without a row takes the row of the nearest earlier day of the window, and the days before
+an instrument's first row in the window (or before the calendar starts) the first one after: the fill works on
+whole rows, as Qlib's does on its row indices; NaN values inside a row are left to ``fill_nan``.
+
 Earlier panels can be passed as ``history`` (e.g. the train segment before valid),
 so the first windows of a segment look back across the segment boundary rather than
 being padded.
@@ -23,6 +28,9 @@ import numpy as np
 from qframe.core.errors import ConfigError
 from qframe.core.panel import Panel
 
+#: how days without a row are filled: with ``fill_value`` ("value"), or from the nearest day ("ffill_bfill")
+ROW_FILLS = ("value", "ffill_bfill")
+
 
 class TimeSeriesSampler:
     """Sequence samples ``(window, F)`` for every row of ``panel``.
@@ -33,6 +41,9 @@ class TimeSeriesSampler:
         history: earlier panels on the same calendar/instruments whose rows may fill the first windows.
         fill_value: value for days without a row (and for NaN features when ``fill_nan``).
         fill_nan: also replace NaN feature values by ``fill_value`` (networks cannot take NaN).
+        fill: "value" (days without a row are ``fill_value``) or "ffill_bfill" (they repeat the nearest earlier
+            day's row of the window, the first days the nearest later one; a window with no row at all stays
+            ``fill_value``).
     """
 
     def __init__(
@@ -42,8 +53,12 @@ class TimeSeriesSampler:
         history: Sequence[Panel] = (),
         fill_value: float = 0.0,
         fill_nan: bool = True,
+        fill: str = "value",
     ) -> None:
         window = int(window)
+        if fill not in ROW_FILLS:
+            raise ConfigError(f"time-series fill must be one of {', '.join(ROW_FILLS)}, got {fill!r}")
+        self.fill = fill
         if window < 1:
             raise ConfigError(f"time-series window must be >= 1 day, got {window}")
         self.panel = panel
@@ -85,7 +100,10 @@ class TimeSeriesSampler:
         days = self.panel.day[rows].astype(np.int64)[:, None] - self._day0 - np.arange(self.window - 1, -1, -1)
         inside = days >= 0
         idx = self._table[np.where(inside, days, 0), self.panel.inst[rows].astype(np.int64)[:, None]]
-        return np.where(inside, idx, -1)
+        idx = np.where(inside, idx, -1)
+        if self.fill == "ffill_bfill":
+            idx = _fill_forward(_fill_forward(idx)[:, ::-1])[:, ::-1]  # the second pass, reversed, back-fills
+        return idx
 
     def batch(self, rows: np.ndarray) -> np.ndarray:
         """float32 (len(rows), window, F): the windows of panel ``rows``, oldest day first."""
@@ -98,3 +116,10 @@ class TimeSeriesSampler:
         if self.fill_nan:
             np.nan_to_num(out, copy=False, nan=self.fill_value, posinf=self.fill_value, neginf=self.fill_value)
         return out
+
+
+def _fill_forward(idx: np.ndarray) -> np.ndarray:
+    """Each -1 of every row of ``idx`` replaced by the last value >= 0 before it (leading -1 stay)."""
+    pos = np.where(idx >= 0, np.arange(idx.shape[1]), 0)
+    np.maximum.accumulate(pos, axis=1, out=pos)
+    return np.take_along_axis(idx, pos, axis=1)

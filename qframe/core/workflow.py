@@ -25,7 +25,7 @@ from qframe.core.context import RunContext, RunLocation, SharedInputs
 from qframe.core.controls import check_objective, control_metric_names, control_settings, run_controls
 from qframe.core.errors import ConfigError, DegenerateResult
 from qframe.core.evaluation import ACCUMULATION_MODES
-from qframe.core.handler import dropped_summary, prepare
+from qframe.core.handler import dropped_summary, prepare, suspended_rule
 from qframe.core.markets import FROM_MARKET, annualization_setting, applied_rules, market_summary
 from qframe.core.progress import Progress
 from qframe.core.recorders import make_recorders, run_recorders
@@ -236,6 +236,19 @@ def _fit(
     method(*args, **kwargs)
 
 
+def _predict(model: Any, test: Any, prepared: Any) -> np.ndarray:
+    """The model's scores of the test rows; a model with a look-back window (``window`` > 1 days) gets the days
+    before the test segment from the unfiltered features (:attr:`PreparedData.lookback`), not from the learn
+    segments DropnaLabel has thinned: a prediction window never loses a day that has features."""
+    if not hasattr(model, "predict_panel"):
+        return model.predict(test.X)
+    window = getattr(model, "window", None)
+    lookback = getattr(prepared, "lookback", None)
+    if isinstance(window, int) and window > 1 and lookback is not None:
+        return model.predict_panel(test, history=[lookback(window - 1)])
+    return model.predict_panel(test)
+
+
 def _fit_predict(
     model: Any,
     model_name: str,
@@ -266,7 +279,7 @@ def _fit_predict(
     prepared.segments.pop("valid")
 
     t0 = time.perf_counter()
-    predictions = model.predict_panel(test) if hasattr(model, "predict_panel") else model.predict(test.X)
+    predictions = _predict(model, test, prepared)
     scores = test.series(predictions, "score")
     timings["predict"] = time.perf_counter() - t0
     return samples, info, scores
@@ -323,6 +336,7 @@ def run_workflow(
             params = tracking.flatten(cfg)
         # built before any work, so a typo, a wrong type or an unknown parameter costs nothing
         dataset_name, dataset = _component(cfg, registry, "dataset")
+        suspended_rule(cfg.get("handler") or {})
         if source is None:
             model_name, model = _component(cfg, registry, "model")
             reweighter = reweight.build_reweighter(cfg, registry)

@@ -55,6 +55,9 @@ INPUT_NORMS = ("robust", "none")
 _NORM_SAMPLE = 200_000  # train rows the robust input statistics are estimated from
 DEVICES = ("auto", "cpu", "cuda")
 RNN_TYPES = ("gru", "lstm")
+#: days without a row in a ``window: k`` sample: "zero" (qframe's: a missing day is 0 after normalisation) or
+#: "ffill_bfill" (Qlib's gru_ts/alstm_ts: the nearest earlier day's row, the first days the nearest later one)
+WINDOW_FILLS = ("zero", "ffill_bfill")
 FORMAT = 1  # model.json layout version
 
 
@@ -480,7 +483,8 @@ class SequenceModel(TorchModel):
     """Shared input handling of GRU/ALSTM.
 
     ``window: null``: each feature row is ``d_feat`` groups of days (Qlib's Alpha360 layout, 6 x 60), reshaped to
-    (days, d_feat). ``window: k``: the time-series sampler gives the last k days of all features per instrument.
+    (days, d_feat). ``window: k``: the time-series sampler gives the last k days of all features per instrument;
+    ``window_fill`` says what a day without a row becomes (``zero`` or Qlib's ``ffill_bfill``).
     Network keys: hidden_size, num_layers, dropout.
     """
 
@@ -491,6 +495,7 @@ class SequenceModel(TorchModel):
         num_layers: int = 2,
         dropout: float = 0.0,
         window: int | None = None,
+        window_fill: str = "zero",
         **train: Any,
     ) -> None:
         super().__init__(**train)
@@ -504,6 +509,7 @@ class SequenceModel(TorchModel):
         self.num_layers = int(num_layers)
         self.dropout = float(dropout)
         self.window = None if window is None else int(window)
+        self.window_fill = _choice(window_fill, "window_fill", WINDOW_FILLS)
 
     def _input_dim(self, n_features: int) -> int:
         if self.window is not None:
@@ -525,7 +531,8 @@ class SequenceModel(TorchModel):
     def _source(self, part: Panel, history: Sequence[Panel] = ()) -> InputSource:
         if self.window is None:
             return RowSource(part.X, part.y, part.day, self.d_feat, self._normalise)
-        sampler = TimeSeriesSampler(part, self.window, history, fill_value=np.nan, fill_nan=False)
+        fill = "ffill_bfill" if self.window_fill == "ffill_bfill" else "value"
+        sampler = TimeSeriesSampler(part, self.window, history, fill_value=np.nan, fill_nan=False, fill=fill)
         return WindowSource(sampler, part.y, part.day, self._normalise)
 
     def _matrix_source(self, X: np.ndarray, y: np.ndarray | None) -> RowSource:

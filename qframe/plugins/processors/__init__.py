@@ -1,4 +1,5 @@
-"""Built-in data processors (Qlib's DropnaLabel, Fillna, CSRankNorm, CSZScoreNorm, ZScoreNorm, RobustZScoreNorm)."""
+"""Built-in data processors (Qlib's DropnaLabel, Fillna, CSRankNorm, CSZScoreNorm, ZScoreNorm, RobustZScoreNorm,
+FilterCol)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from qframe.plugins.processors.processors import (
     CSZScoreNorm,
     DropnaLabel,
     Fillna,
+    FilterCol,
     RobustZScoreNorm,
     ZScoreNorm,
 )
@@ -21,3 +23,4 @@ def register_processors(register):
     register("cs_zscore_norm", CSZScoreNorm, "Per-date z-score (or robust median/MAD z-score)")
     register("zscore_norm", ZScoreNorm, "Z-score with mean/std fitted on the train segment")
     register("robust_zscore_norm", RobustZScoreNorm, "Median/MAD z-score fitted on the train segment, clipped to +-3")
+    register("filter_col", FilterCol, "Keep only the features named in col_list (in their column order)")

@@ -159,3 +159,33 @@ class RobustZScoreNorm(Processor):
 
     def state(self) -> dict[str, np.ndarray]:
         return {"median": self.median_, "scale": self.scale_}
+
+
+class FilterCol(Processor):
+    """Keep only the features named in ``col_list``, in the panel's column order (Qlib's FilterCol).
+
+    A name the panel lacks is a :class:`ConfigError` (Qlib ignores it silently; a typo would shrink the model's
+    input without a word).
+    """
+
+    def __init__(self, col_list: list[str] | tuple[str, ...] = (), fields: str = "feature") -> None:
+        super().__init__(fields)
+        if fields != "feature":
+            raise ConfigError("processor FilterCol: fields must be 'feature' (it selects feature columns)")
+        self.col_list = [str(c) for c in col_list]
+        if not self.col_list:
+            raise ConfigError("processor FilterCol: col_list is empty; name the features to keep")
+
+    def transform(self, panel: Panel) -> Panel:
+        missing = [c for c in self.col_list if c not in panel.names]
+        if missing:
+            raise ConfigError(
+                f"processor FilterCol: {', '.join(missing)} not among the {len(panel.names)} features; "
+                "check handler.features (windows, include) or the col_list"
+            )
+        wanted = set(self.col_list)
+        keep = [j for j, name in enumerate(panel.names) if name in wanted]
+        if len(keep) == len(panel.names):
+            return panel
+        names = [panel.names[j] for j in keep]
+        return Panel(panel.X[:, keep], panel.y, panel.day, panel.inst, names, panel.calendar, panel.instruments)
