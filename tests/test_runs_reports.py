@@ -69,7 +69,7 @@ def test_leaderboard_logged_as_a_report_run(tmp_path):
 
 def test_run_names_with_spaces_and_quotes(tmp_path):
     wd = tmp_path / ".qframe"
-    names = ["my run", "it's \"quoted\"", "back\\slash 50%_x"]
+    names = ["my run", 'it\'s "quoted"', "back\\slash 50%_x"]
     ids = {}
     for name in [*names, "my_run", "myXrun"]:  # near misses a LIKE pattern would match
         with qframe.record(run_name=name, workdir=wd) as rec:
