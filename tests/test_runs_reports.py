@@ -88,10 +88,11 @@ def test_run_names_with_spaces_and_quotes(tmp_path):
 
 def test_from_run_named_with_spaces_through_hydra(tmp_path):
     wd = tmp_path / ".qframe"
-    source = qframe_cmd([*SMALL, "model=linear", "run_name='my source run'", f"workdir={wd}"], tmp_path)
+    lean = ["evaluation.controls.enabled=false", "recording.plots=false"]
+    source = qframe_cmd([*SMALL, *lean, "model=linear", "run_name='my source run'", f"workdir={wd}"], tmp_path)
     assert source.returncode == 0, source.stderr[-3000:]
     for ref in ("from_run='my source run'", "from_run='\"my source run\"'"):
-        again = qframe_cmd([*SMALL, ref, f"workdir={wd}"], tmp_path)
+        again = qframe_cmd([*SMALL, *lean, ref, f"workdir={wd}"], tmp_path)
         assert again.returncode == 0, (ref, again.stderr[-3000:])
     store = qframe.runs(workdir=wd)
     src = store.get("my source run")
@@ -113,7 +114,8 @@ def test_dirty_checkout_diff_once_per_sweep_trials_and_rerun_warnings(tmp_path):
     _git(repo, "commit", "-q", "-m", "first")
     (repo / "study.py").write_text("WINDOW = 30  # uncommitted\n")
     wd = tmp_path / ".qframe"
-    source = qframe_cmd([*SMALL, "model=linear", "run_name=source", f"workdir={wd}"], repo)
+    lean = ["evaluation.controls.enabled=false", "recording.plots=false"]
+    source = qframe_cmd([*SMALL, *lean, "model=linear", "run_name=source", f"workdir={wd}"], repo)
     assert source.returncode == 0, source.stderr[-3000:]
     store = qframe.runs(workdir=wd)
     src = store.get("source")
