@@ -160,3 +160,66 @@ def test_benchmarkless_table_says_na_once_without_warnings(tmp_path):
     bench_row = next(line for line in out.splitlines() if "benchmark " in line and "│" in line)
     assert bench_row.count("n/a") == 5 and "nan" not in bench_row
     assert "random-score runs" in out
+
+
+# ---- the random runs at once (backtest_many): the reports of one backtest each, number for number ---------------
+def _rough_market():
+    """A market with what the engine deals with one name at a time: suspensions, limit moves, a factor."""
+    from conftest import random_market
+
+    market = random_market(n_days=160, n_inst=30, seed=3)
+    rng = np.random.default_rng(4)
+    close = market.fields["close"]
+    jumps = rng.random(close.shape) < 0.03  # limit-up and limit-down days
+    close[1:][jumps[1:]] = close[:-1][jumps[1:]] * rng.choice([0.89, 1.11], jumps[1:].sum())
+    close[rng.random(close.shape) < 0.02] = np.nan  # suspended bars
+    market.fields["factor"] = np.full(close.shape, 1.7)
+    return market
+
+
+class _OneByOne:
+    """A strategy without backtest_many: the controls take the one-backtest-each path."""
+
+    def __init__(self, strategy):
+        self.strategy = strategy
+
+    def backtest(self, *args, **kwargs):
+        return self.strategy.backtest(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {"n_drop": 0},
+        {"hold_thresh": 3, "forbid_all_trade_at_limit": False},
+        {"limit_threshold": None, "trade_unit": None},
+        {"account": 3e4, "min_cost": 40.0, "risk_degree": 1.0},  # lots round to nothing, the cash runs short
+    ],
+)
+def test_random_runs_at_once_equal_one_backtest_each(settings):
+    from qframe.core.controls import ControlSettings, run_controls
+    from qframe.core.evaluation import risk_report
+
+    market = _rough_market()
+    lo = 40
+    t_idx, n_idx = np.nonzero(np.ones((len(market.calendar) - lo, len(market.instruments)), dtype=bool))
+    index = pd.MultiIndex.from_arrays(
+        [market.calendar[lo + t_idx], market.instruments[n_idx]], names=["datetime", "instrument"]
+    )
+    values = np.random.default_rng(5).standard_normal(len(index))
+    values[np.random.default_rng(6).random(len(index)) < 0.1] = np.nan  # names the model did not score
+    scores = pd.Series(values, index=index, name="score")
+    window = (market.calendar[lo], market.calendar[-1])
+    strategy = TopkDropoutStrategy(**{"topk": 6, "n_drop": 2, **settings})
+    many = strategy.backtest_many(index, [values, -values, values[::-1].copy()], market, *window)
+    for vals, report in zip([values, -values, values[::-1].copy()], many, strict=True):
+        pd.testing.assert_frame_equal(report, strategy.backtest(pd.Series(vals, index=index), market, *window))
+    report = strategy.backtest(scores, market, *window)
+    risk = risk_report(report)
+    controls = ControlSettings(random=6)
+    at_once = run_controls(controls, strategy, "topk_dropout", market, scores, report, risk, 252, "sum", window)
+    each = run_controls(controls, _OneByOne(strategy), "x", market, scores, report, risk, 252, "sum", window)
+    random = [k for k in at_once.metrics if k.startswith("controls.random.")] + ["controls.model_percentile"]
+    assert len(random) == 14 and {k: at_once.metrics[k] for k in random} == {k: each.metrics[k] for k in random}
+    pd.testing.assert_frame_equal(at_once.daily.filter(like="random."), each.daily.filter(like="random."))

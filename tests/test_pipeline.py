@@ -156,6 +156,34 @@ def test_resume_after_kill_9_in_stage_2_continues_it_and_refuses_a_changed_finis
     assert "stage a is finished and its definition changed (n_trials: 3 -> 5)" in changed.stderr
 
 
+def test_a_finished_last_stage_continues_with_more_trials(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    args = [f"hydra.sweep.dir={sweep_dir}"]
+    first = toy(args, tmp_path)
+    assert first.returncode == 0, first.stderr
+    before = {n: (sweep_dir / n / "sweep_state.json").read_text() for n in ("a", "b")}
+    d_before = stage_state(sweep_dir, "d")["trials"]
+    assert len(d_before) == 3
+    more = toy([*args, "hydra.sweeper.stages.d.n_trials=5"], tmp_path)
+    assert more.returncode == 0, more.stderr
+    assert "already finished" not in more.stdout
+    # a and b are not run again; d keeps its 3 trials and runs 2 more, from the same start
+    assert {n: (sweep_dir / n / "sweep_state.json").read_text() for n in ("a", "b")} == before
+    d = stage_state(sweep_dir, "d")
+    assert len(d["trials"]) == 5 and d["trials"][:3] == d_before
+    assert sum(t["status"] == "complete" for t in d["trials"]) == 5
+    doc = results(sweep_dir)
+    best_d = min(t["value"] for t in d["trials"] if t["status"] == "complete")
+    assert doc["stages"]["d"]["best_value"] == best_d
+    state = json.loads((sweep_dir / "pipeline_state.json").read_text())
+    assert state["stages"]["d"]["definition"]["n_trials"] == 5 and state["stages"]["d"]["status"] == "finished"
+    # a stage a finished stage started from: more trials would change d's start, refused before any trial
+    refused = toy([*args, "hydra.sweeper.stages.d.n_trials=5", "hydra.sweeper.stages.a.n_trials=4"], tmp_path)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "stage a is finished and its definition changed (n_trials: 3 -> 4)" in refused.stderr
+    assert "stage d started from it and finished" in refused.stderr
+
+
 def test_a_stage_whose_trials_fail_stops_the_pipeline_naming_it(tmp_path):
     sweep_dir = tmp_path / "sweep"
     # jobs 0-2 (stage a, which has the slot first) succeed, b's fail: d, which starts from the best of both, never

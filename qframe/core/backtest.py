@@ -154,6 +154,15 @@ def _seq_cash(cash: float, deltas: np.ndarray) -> np.ndarray:
     return np.cumsum(np.concatenate(([cash], deltas)))
 
 
+def _seq_sum(start: float, values: np.ndarray) -> float:
+    """``start`` plus each of ``values`` in order: ``_seq_cash(start, values)[-1]`` (cumsum adds in order too),
+    without its array allocations (a day deals a few names: those dominate)."""
+    total = start
+    for value in values.tolist():
+        total += value
+    return total
+
+
 def execute_sells(account: Account, exchange: Exchange, t: int, idx: np.ndarray) -> None:
     """Sell the whole holding of ``idx`` on day ``t`` (suspended / limit-down ones are skipped)."""
     idx = idx[account.held[idx] & ~exchange.limit_sell[t, idx]]
@@ -177,8 +186,8 @@ def execute_sells(account: Account, exchange: Exchange, t: int, idx: np.ndarray)
         cash = _seq_cash(account.cash, np.where(ok, value - cost, 0.0))
     idx, value, cost = idx[ok], value[ok], cost[ok]
     account.cash = float(cash[-1])
-    account.total_turnover = float(_seq_cash(account.total_turnover, value)[-1])
-    account.total_cost = float(_seq_cash(account.total_cost, cost)[-1])
+    account.total_turnover = _seq_sum(account.total_turnover, value)
+    account.total_cost = _seq_sum(account.total_cost, cost)
     account.amount[idx] = 0.0
     account.held[idx] = False
     account.count[idx] = 0
@@ -223,8 +232,8 @@ def execute_buys(account: Account, exchange: Exchange, t: int, idx: np.ndarray, 
     ok = value > _MIN_DEAL_VALUE
     idx, value, cost, price = idx[ok], value[ok], cost[ok], price[ok]
     account.cash = float(cash[-1])
-    account.total_turnover = float(_seq_cash(account.total_turnover, value)[-1])
-    account.total_cost = float(_seq_cash(account.total_cost, cost)[-1])
+    account.total_turnover = _seq_sum(account.total_turnover, value)
+    account.total_cost = _seq_sum(account.total_cost, cost)
     new = ~account.held[idx]
     account.price[idx[new]] = price[new]
     # Qlib books value / price shares (not the rounded amount itself): keep its float result
@@ -296,3 +305,158 @@ def simulate(
         )
         last_value, last_cost, last_turnover = value, account.total_cost, account.total_turnover
     return pd.DataFrame(out, index=pd.DatetimeIndex(exchange.calendar, name="datetime"), columns=list(REPORT_COLUMNS))
+
+
+# ---------------------------------------------------------------------------------------------------- many at once
+
+
+class AccountMany:
+    """K :class:`Account` s side by side: row ``k`` of each (K, N) array is account ``k``."""
+
+    def __init__(self, k: int, n: int, cash: float) -> None:
+        self.cash = np.full(k, float(cash))
+        self.amount = np.zeros((k, n))
+        self.price = np.zeros((k, n))
+        self.count = np.zeros((k, n), dtype=np.int64)
+        self.held = np.zeros((k, n), dtype=bool)
+        self.total_turnover = np.zeros(k)
+        self.total_cost = np.zeros(k)
+
+
+def _running(start: np.ndarray, deltas: np.ndarray) -> np.ndarray:
+    """Per row: ``start`` then the running sums of ``deltas`` in column order, (K, N + 1). A 0.0 delta leaves a
+    float sum as it was, so a row's sums over its deals alone, in order, are :func:`_seq_cash`'s exactly."""
+    return np.cumsum(np.concatenate((start[:, None], deltas), axis=1), axis=1)
+
+
+def execute_sells_many(account: AccountMany, exchange: Exchange, t: int, sell: np.ndarray) -> np.ndarray:
+    """:func:`execute_sells` of each account's ``sell`` mask (K, N), dealt in instrument order as there. Returns
+    the accounts (K,) whose sells Qlib would refuse one by one (cash ~0 or negative): their rows are not exact."""
+    sell = sell & account.held & ~exchange.limit_sell[t]
+    rate = exchange.config.close_cost
+    value = np.where(sell, account.amount * exchange.price[t], 0.0)
+    cost = np.where(sell, exchange.cost(value, rate), 0.0)
+    cash = _running(account.cash, np.where(sell, value - cost, 0.0))
+    refused = sell & (cash[:, :-1] + value < np.maximum(value * rate, exchange.config.min_cost))
+    ok = sell & (value > _MIN_DEAL_VALUE)
+    account.cash = cash[:, -1]
+    account.total_turnover = _running(account.total_turnover, np.where(ok, value, 0.0))[:, -1]
+    account.total_cost = _running(account.total_cost, np.where(ok, cost, 0.0))[:, -1]
+    account.amount[ok] = 0.0
+    account.held[ok] = False
+    account.count[ok] = 0
+    return refused.any(axis=1)
+
+
+def round_amount_many(
+    exchange: Exchange, amount: np.ndarray, t: int, order: np.ndarray, where: np.ndarray
+) -> np.ndarray:
+    """:meth:`Exchange.round_amount` of (K, N) amounts whose row ``k`` is instruments ``order[k]``, where
+    ``where`` (the others: 0)."""
+    rows, cols = np.nonzero(where)
+    out = np.zeros(amount.shape)
+    if exchange.factor is None:
+        out[rows, cols] = amount[rows, cols]
+        return out
+    unit = exchange.config.trade_unit
+    f = exchange.factor[t][order[rows, cols]]
+    out[rows, cols] = (amount[rows, cols] * f + 0.1) // unit * unit / f
+    return out
+
+
+def execute_buys_many(
+    account: AccountMany, exchange: Exchange, t: int, order: np.ndarray, buy: np.ndarray, amount: np.ndarray
+) -> np.ndarray:
+    """:func:`execute_buys` of each account's buys, given in dealing order: row ``k`` of ``buy`` (mask) and
+    ``amount`` is instruments ``order[k]``. Returns the accounts (K,) whose cash runs short somewhere (Qlib then
+    shrinks or refuses orders one by one): their rows are not exact."""
+    buy = buy & ~exchange.limit_buy[t][order]
+    rate, min_cost = exchange.config.open_cost, exchange.config.min_cost
+    price = exchange.price[t][order]
+    value = round_amount_many(exchange, amount, t, order, buy) * price
+    cost = np.where(buy, exchange.cost(value, rate), 0.0)
+    cash = _running(account.cash, np.where(buy, -(value + cost), 0.0))
+    short = buy & (cash[:, :-1] < value + np.maximum(value * rate, min_cost))
+    ok = buy & (value > _MIN_DEAL_VALUE)
+    account.cash = cash[:, -1]
+    account.total_turnover = _running(account.total_turnover, np.where(ok, value, 0.0))[:, -1]
+    account.total_cost = _running(account.total_cost, np.where(ok, cost, 0.0))[:, -1]
+    rows, cols = np.nonzero(ok)
+    names = order[rows, cols]
+    new = ~account.held[rows, names]
+    account.price[rows[new], names[new]] = price[rows, cols][new]
+    account.amount[rows, names] += value[rows, cols] / price[rows, cols]
+    account.held[rows, names] = True
+    return short.any(axis=1)
+
+
+def _held_values(account: AccountMany) -> np.ndarray:
+    """Each account's stock value: the sum over its held names, in instrument order, of amount x price, as
+    :func:`simulate` sums them (one reduction of that row: the same pairwise float sum, whatever the other rows);
+    the accounts holding as many names are summed as the rows of one array."""
+    held = account.held
+    counts = held.sum(axis=1)
+    out = np.zeros(len(held))
+    for m in np.unique(counts):
+        if m == 0:
+            continue
+        rows = np.flatnonzero(counts == m)
+        r, c = np.nonzero(held[rows])  # row-major: each row's names in instrument order
+        values = (account.amount[rows[r], c] * account.price[rows[r], c]).reshape(len(rows), m)
+        out[rows] = np.sum(values, axis=1)
+    return out
+
+
+class DailyPolicyMany(Protocol):
+    """A :class:`DailyPolicy` of K accounts at once."""
+
+    def sells(self, t: int, account: AccountMany, exchange: Exchange) -> np.ndarray:
+        """(K, N) mask of the instruments whose whole holding each account sells on day ``t``."""
+        ...
+
+    def buys(self, t: int, account: AccountMany, exchange: Exchange) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(order, mask, amounts), each (K, N): account ``k`` buys ``amounts[k]`` of instruments ``order[k]``
+        where ``mask[k]``, in that order."""
+        ...
+
+
+def simulate_many(
+    policy: DailyPolicyMany, k: int, exchange: Exchange, init_cash: float, bench: np.ndarray, n_instruments: int
+) -> tuple[list[pd.DataFrame | None], np.ndarray]:
+    """:func:`simulate` of K accounts at once, day by day: (the K daily reports, the accounts (K,) whose reports
+    are None because a day needed Qlib's one-by-one dealing, a sell refused or a buy shrunk; rerun those with
+    :func:`simulate`). Every other report is :func:`simulate`'s, number for number."""
+    T = len(exchange.calendar)
+    account = AccountMany(k, n_instruments, init_cash)
+    out = np.empty((k, T, len(REPORT_COLUMNS)))
+    inexact = np.zeros(k, dtype=bool)
+    last_value, last_cost, last_turnover = np.full(k, float(init_cash)), np.zeros(k), np.zeros(k)
+    for t in range(T):
+        inexact |= execute_sells_many(account, exchange, t, policy.sells(t, account, exchange))
+        inexact |= execute_buys_many(account, exchange, t, *policy.buys(t, account, exchange))
+        held = account.held
+        close = exchange.close[t]
+        account.price = np.where(held & ~np.isnan(close), close, account.price)
+        account.count[held] += 1
+        stock_value = _held_values(account)
+        value = stock_value + account.cash
+        day_cost = account.total_cost - last_cost
+        out[:, t] = np.column_stack(
+            (
+                value,
+                (value - last_value + day_cost) / last_value,
+                account.total_turnover,
+                (account.total_turnover - last_turnover) / last_value,
+                account.total_cost,
+                day_cost / last_value,
+                stock_value,
+                account.cash,
+                np.full(k, bench[t]),
+            )
+        )
+        last_value, last_cost, last_turnover = value, account.total_cost, account.total_turnover
+    index = pd.DatetimeIndex(exchange.calendar, name="datetime")
+    reports = [
+        None if inexact[j] else pd.DataFrame(out[j], index=index, columns=list(REPORT_COLUMNS)) for j in range(k)
+    ]
+    return reports, inexact

@@ -149,6 +149,26 @@ def random_scores(scores: pd.Series, seed: int, k: int) -> pd.Series:
     return pd.Series(values, index=scores.index, name=scores.name)
 
 
+def random_reports(
+    settings: ControlSettings,
+    strategy: Any,
+    market: Any,
+    scores: pd.Series,
+    window: tuple[pd.Timestamp, pd.Timestamp],
+) -> list[pd.DataFrame]:
+    """The backtest reports of the ``settings.random`` random-score runs, in run order. A strategy with
+    ``backtest_many`` (``topk_dropout``) backtests them all on the model's index at once: the same reports as
+    one ``backtest`` each, with what they share worked out once."""
+    control = copy.copy(strategy)  # the strategy's own state after the model's backtest stays as it was
+    if hasattr(control, "backtest_many"):
+        values = [random_scores(scores, settings.seed, k).to_numpy() for k in range(settings.random)]
+        return control.backtest_many(scores.index, values, market, start=window[0], end=window[1])
+    return [
+        control.backtest(random_scores(scores, settings.seed, k), market, start=window[0], end=window[1])
+        for k in range(settings.random)
+    ]
+
+
 def percentile_of(value: float, others: np.ndarray) -> float:
     """The share of ``others`` below ``value``, ties counted half, in percent (NaN without a finite value)."""
     others = others[np.isfinite(others)]
@@ -225,10 +245,8 @@ def run_controls(
     model_ir = float(model_risk["excess_return_with_cost"]["information_ratio"])
 
     if settings.random > 0:
-        control = copy.copy(strategy)  # the strategy's own state after the model's backtest stays as it was
         stats = {(b, s): [] for b in CONTROL_BLOCKS for s in RANDOM_STATS}
-        for k in range(settings.random):
-            rep = control.backtest(random_scores(scores, settings.seed, k), market, start=window[0], end=window[1])
+        for k, rep in enumerate(random_reports(settings, strategy, market, scores, window)):
             rep["bench"] = bench.to_numpy()
             risk = risk_report(rep, N=periods, mode=mode)
             for b, s in stats:

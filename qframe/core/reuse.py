@@ -79,7 +79,7 @@ def reference(cfg: dict[str, Any]) -> str | None:
 def open_source(ref: str, location: RunLocation) -> SourceRun:
     """The run ``ref`` names in ``location``'s store, with its recorded config and predictions."""
     from qframe.core import sqlite_store
-    from qframe.experiments.store import RunStore, is_sweep_parent
+    from qframe.experiments.store import RunStore, is_report, is_sweep_parent
 
     db = sqlite_store.sqlite_file(location.tracking_uri)
     if db is not None and not db.is_file():
@@ -91,7 +91,7 @@ def open_source(ref: str, location: RunLocation) -> SourceRun:
     if ref == "last":
         # not store.resolve("last"): inside a sweep the newest run is the sweep's own (running) parent
         found = store.search_runs(filter="attributes.status = 'FINISHED'", limit=20)
-        found = [r for r in found if not is_sweep_parent(r)]
+        found = [r for r in found if not is_sweep_parent(r) and not is_report(r)]
         if not found:
             raise ConfigError(f"from_run=last: no finished run in {location.tracking_uri} to re-evaluate")
         run = found[0]

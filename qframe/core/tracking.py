@@ -125,18 +125,61 @@ def versions() -> str:
     return json.dumps(found)
 
 
-def source_tags() -> dict[str, str]:
-    """Tags saying where runs come from: qframe's version, the host, and the git state of the project."""
-    tags = {"qframe.version": qframe.__version__, "qframe.host": socket.gethostname(), "qframe.versions": versions()}
-    # the researcher's project first (cwd), else the qframe checkout itself
+def git_checkout() -> tuple[Path, str, bool] | None:
+    """(directory, commit, dirty) of the checkout runs come from: the researcher's project first (cwd), else the
+    qframe checkout itself; None outside git."""
     for where in (Path.cwd(), Path(qframe.__file__).parent):
         state = git_state(where)
         if state:
-            tags["qframe.git_commit"], dirty = state
-            tags["qframe.git_dirty"] = str(dirty).lower()
-            tags["mlflow.source.git.commit"] = state[0]
-            break
+            return where, *state
+    return None
+
+
+def source_tags() -> dict[str, str]:
+    """Tags saying where runs come from: qframe's version, the host, and the git state of the project."""
+    tags = {"qframe.version": qframe.__version__, "qframe.host": socket.gethostname(), "qframe.versions": versions()}
+    checkout = git_checkout()
+    if checkout:
+        _, commit, dirty = checkout
+        tags["qframe.git_commit"] = tags["mlflow.source.git.commit"] = commit
+        tags["qframe.git_dirty"] = str(dirty).lower()
     return tags
+
+
+#: the artifact holding the uncommitted changes (``git diff HEAD``) of a run made from a dirty checkout
+DIFF_ARTIFACT = "uncommitted.diff"
+
+
+def uncommitted_diff() -> str | None:
+    """``git diff HEAD`` (staged and unstaged changes to tracked files, as ``qframe.git_dirty`` counts them) of
+    :func:`git_checkout`'s checkout; None when it is clean or not in git. With the recorded commit it is the
+    code a run ran (the seeds' ``_log_uncommitted_code``): ``git checkout COMMIT && git apply uncommitted.diff``."""
+    checkout = git_checkout()
+    if not checkout or not checkout[2]:
+        return None
+    try:
+        diff = subprocess.run(
+            ["git", "-C", str(checkout[0]), "diff", "HEAD", "--binary"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return diff.stdout if diff.returncode == 0 and diff.stdout.strip() else None
+
+
+def log_uncommitted_diff(log_file: Any, tags: Mapping[str, str]) -> bool:
+    """Log :func:`uncommitted_diff` as :data:`DIFF_ARTIFACT` with ``log_file(path)`` when ``tags`` (a run's
+    :func:`source_tags`) say the checkout is dirty; True when a diff was logged."""
+    if tags.get("qframe.git_dirty") != "true":
+        return False
+    diff = uncommitted_diff()
+    if diff is None:
+        return False
+    from qframe.core.scratch import artifact_dir
+
+    with artifact_dir() as out:
+        (out / DIFF_ARTIFACT).write_text(diff)
+        log_file(out / DIFF_ARTIFACT)
+    return True
 
 
 def run_tags(dataset_fingerprint: str, source: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -242,6 +285,8 @@ class DeferredRun:
             if self.trial.number is not None:
                 tags["qframe.trial"] = str(self.trial.number)
         self.run = mlflow.start_run(experiment_id=self._experiment_id, run_name=self.run_name, tags=tags or None)
+        if not self.trial.parent_run_id:  # a sweep's trials share the diff their parent run holds
+            log_uncommitted_diff(lambda path: self._repository().log_artifact(str(path)), tags)
         return self.run
 
     def log(self, metrics: Mapping[str, float] | None = None, params: Mapping[str, Any] | None = None) -> None:
@@ -264,11 +309,15 @@ class DeferredRun:
         Straight to the artifact repository of the run's known artifact URI: ``mlflow.log_artifacts`` would first
         read the whole run back from the store to look that URI up (~30 ms).
         """
+        self._repository().log_artifacts(str(local_dir))
+
+    def _repository(self) -> Any:
+        """The artifact repository of the started run."""
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
         from mlflow.utils.uri import add_databricks_profile_info_to_artifact_uri
 
         artifact_uri = add_databricks_profile_info_to_artifact_uri(self.run.info.artifact_uri, self.uri)
-        get_artifact_repository(artifact_uri, tracking_uri=self.uri).log_artifacts(str(local_dir))
+        return get_artifact_repository(artifact_uri, tracking_uri=self.uri)
 
     def __enter__(self) -> DeferredRun:
         return self

@@ -81,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
     board.add_argument("--csv", action="store_true")
     board.add_argument("--markdown", action="store_true")
     board.add_argument("--png", type=Path, help="bars of each metric's mean with std error bars, to this PNG")
+    board.add_argument(
+        "--log",
+        action="store_true",
+        help="also log the table (Markdown, CSV) and the bars (PNG) as artifacts of a new run tagged "
+        "qframe.kind=report, in the experiment of the runs ranked",
+    )
     _store_args(board)
     delete = sub.add_parser("delete", help="delete runs (restorable in MLflow unless --purge)")
     delete.add_argument("runs", metavar="RUN", nargs="+")
@@ -389,7 +395,38 @@ def _leaderboard(store: RunStore, args: argparse.Namespace) -> int:
         _table(None, header, rows, right=set(range(1, len(header))))
     if args.png:
         print(f"bars: {args.png}", file=sys.stderr)
+    if args.log:
+        run_id = log_report(store, runs, board, args)
+        print(f"logged as report run {run_id} (qframe runs show {run_id[:8]})", file=sys.stderr)
     return 0
+
+
+def log_report(store: RunStore, runs: list[Any], board: Any, args: argparse.Namespace) -> str:
+    """Log ``board`` as ``leaderboard.md``, ``leaderboard.csv`` and ``leaderboard.png`` of a new FINISHED run
+    tagged ``qframe.kind=report`` (in the ranked runs' experiment when they share one, else ``qframe``), with
+    what was ranked as its params; returns the new run's id."""
+    import tempfile
+
+    from qframe.experiments.leaderboard import markdown, plot
+    from qframe.experiments.record import record
+    from qframe.experiments.store import KIND_TAG, REPORT_KIND
+
+    experiments = {store.experiment_name(r.info.experiment_id) for r in runs}
+    experiment = experiments.pop() if len(experiments) == 1 else "qframe"
+    ranked = {"by": args.by, "experiment": args.experiment, "filter": args.filter, "sweep": args.sweep}
+    params = {k: v for k, v in ranked.items() if v is not None} | {"trials": args.trials, "runs": len(runs)}
+    with tempfile.TemporaryDirectory(prefix="qframe-report-") as tmp:
+        out = Path(tmp)
+        (out / "leaderboard.md").write_text(markdown(board, args.by) + "\n")
+        board.to_csv(out / "leaderboard.csv", index=False)
+        plot(board, out / "leaderboard.png")
+        with record(
+            experiment, f"leaderboard by {args.by}", tracking_uri=store.uri, workdir=store.workdir,
+            tags={KIND_TAG: REPORT_KIND, "qframe.report": "leaderboard"},
+        ) as rec:  # fmt: skip
+            rec.log_params(**params)
+            rec.client.log_artifacts(rec.id, str(out))
+    return rec.id
 
 
 # --------------------------------------------------------------------------------------------------------- delete
@@ -410,21 +447,47 @@ def _delete(store: RunStore, args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------------------- rerun
 
 
-def differences(run: Any, now: dict[str, str]) -> list[str]:
-    """What differs between the code and libraries that made ``run`` and ``now`` (:func:`source_tags`)."""
+def differences(run: Any, now: dict[str, str], diff_run: str | None = None) -> list[str]:
+    """What differs between the code and libraries that made ``run`` and ``now`` (:func:`source_tags`);
+    ``diff_run``: the id of the run holding its uncommitted changes (:func:`diff_holder`)."""
     tags = run.data.tags
     out = []
     for key, what in (("qframe.version", "qframe"), ("qframe.git_commit", "the git commit")):
         if tags.get(key) and now.get(key) and tags[key] != now[key]:
             out.append(f"{what} was {tags[key][:12]}, is {now[key][:12]}")
     if tags.get("qframe.git_dirty") == "true":
-        out.append("the run was made from a checkout with uncommitted changes")
+        from qframe.core.tracking import DIFF_ARTIFACT
+
+        commit = tags.get("qframe.git_commit", "COMMIT")[:12]
+        held = (
+            f"they are the artifact {DIFF_ARTIFACT} of run {diff_run[:8]} (`git checkout {commit}`, then "
+            f"`git apply` it: qframe runs show {diff_run[:8]} prints where it is)"
+            if diff_run
+            else "they were not recorded"
+        )
+        out.append(f"the run was made from a checkout with uncommitted changes ({held})")
     try:
         then, current = json.loads(tags.get("qframe.versions", "{}")), json.loads(now.get("qframe.versions", "{}"))
     except ValueError:
         then, current = {}, {}
     out += [f"{k} was {v}, is {current[k]}" for k, v in then.items() if k in current and current[k] != v]
     return out
+
+
+def diff_holder(store: RunStore, run: Any) -> str | None:
+    """The id of the run holding ``run``'s uncommitted diff: its own, or its sweep's parent run (a trial logs
+    none); None when neither has one (a clean checkout, or a run made before qframe recorded diffs)."""
+    from qframe.core.tracking import DIFF_ARTIFACT
+    from qframe.experiments.store import RecordedRun
+
+    if run.data.tags.get("qframe.git_dirty") != "true":
+        return None
+    candidates = [run.info.run_id, run.data.tags.get(PARENT_TAG)]
+    for run_id in filter(None, candidates):
+        holder = run if run_id == run.info.run_id else store.resolve(run_id)
+        if DIFF_ARTIFACT in RecordedRun(store, holder).artifact_paths():
+            return run_id
+    return None
 
 
 def _rerun(store: RunStore, args: argparse.Namespace) -> int:
@@ -443,7 +506,7 @@ def _rerun(store: RunStore, args: argparse.Namespace) -> int:
     if not any(o.split("=", 1)[0] == "workdir" for o in argv + args.overrides) and "workdir" in run.data.params:
         argv.append(f"workdir={run.data.params['workdir']}")  # the same caches and store
     argv += args.overrides
-    for difference in differences(run, tracking.source_tags()):
+    for difference in differences(run, tracking.source_tags(), diff_holder(store, run)):
         print(
             f"qframe: warning: {difference}: the numbers may differ from run {run.info.run_id[:8]}'s", file=sys.stderr
         )

@@ -111,6 +111,7 @@ class record:  # noqa: N801 - used as a function: `with qframe.record(...) as re
         tags = {**tracking.source_tags(), KIND_TAG: "record", **self.tags}
         run = store.client.create_run(experiment_id, run_name=self.run_name, tags=tags)
         self.recorder = Recorder(store, run.info.run_id)
+        tracking.log_uncommitted_diff(lambda path: store.client.log_artifact(run.info.run_id, str(path)), tags)
         return self.recorder
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:

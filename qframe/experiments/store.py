@@ -1,7 +1,8 @@
 """The run store: the MLflow store a run here would write to, searched and resolved with MLflow's own client.
 
-A RUN reference is a full run id, a unique prefix of one, ``last`` (the newest run that is not a sweep's trial)
-or a run name. A sweep's trials (runs nested under its parent run) are left out of listings unless asked for.
+A RUN reference is a full run id, a unique prefix of one, ``last`` (the newest run that is neither a sweep's trial
+nor a report, :data:`REPORT_KIND`) or a run name (quoted once more, as Hydra wants it, it still resolves).
+A sweep's trials (runs nested under its parent run) are left out of listings unless asked for.
 Opening a store never creates one: a store that does not exist yet is one error line saying where it looked.
 
 Searches of a database store go through :mod:`.sqlread` (plain SQL, no MLflow import: a listing in a fraction
@@ -27,6 +28,8 @@ KEY_METRICS = ("IC", "Rank IC", "excess_return_with_cost.information_ratio")
 PARENT_TAG = "mlflow.parentRunId"
 TRIAL_TAG = "qframe.trial"
 KIND_TAG = "qframe.kind"
+#: the kind of a run that holds a report (a leaderboard) on other runs: listed, never taken for ``last``
+REPORT_KIND = "report"
 #: a Hydra multirun job's sweep directory (every job of one grid or hyperopt sweep shares it)
 SWEEP_DIR_TAG = "qframe.sweep_dir"
 #: the command-line overrides a run was given (JSON list)
@@ -79,6 +82,11 @@ def is_trial(run: Any) -> bool:
 
 def is_sweep_parent(run: Any) -> bool:
     return run.data.tags.get(KIND_TAG) == "sweep"
+
+
+def is_report(run: Any) -> bool:
+    """A run that only holds a report on other runs (``qframe runs leaderboard --log``): it predicts nothing."""
+    return run.data.tags.get(KIND_TAG) == REPORT_KIND
 
 
 class RunStore:
@@ -296,8 +304,8 @@ class RunStore:
         ref = ref.strip()
         if not ref:
             raise ConfigError("an empty RUN: give a run id, a unique prefix of one, 'last' or a run name")
-        if ref == "last":
-            found = self.search_runs(limit=1, deleted=deleted)
+        if ref == "last":  # the newest run that made something: a report on other runs is not one
+            found = [r for r in self.search_runs(limit=20, deleted=deleted) if not is_report(r)]
             if not found:
                 raise ConfigError(f"no runs in {self._shown_uri()} yet: `qframe` makes one")
             return found[0]
@@ -309,7 +317,13 @@ class RunStore:
                 listed = ", ".join(f"{r.info.run_id} ({r.info.run_name})" for r in matches[:8])
                 more = f" and {len(matches) - 8} more" if len(matches) > 8 else ""
                 raise ConfigError(f"run prefix {ref!r} is ambiguous: {listed}{more}; give more characters")
-        named = self.search_runs(filter=f"attributes.run_name = '{_quote(ref)}'", trials=True, deleted=deleted)
+        named = self._named(ref, deleted)
+        if not named and len(ref) > 1 and ref[0] == ref[-1] and ref[0] in "'\"":
+            # a name quoted once more than needed (`from_run='"my run"'`, as Hydra wants a value with spaces)
+            inner = ref[1:-1].strip()
+            if inner:
+                named = self._named(inner, deleted)
+                ref = inner if named else ref
         if len(named) == 1:
             return named[0]
         if len(named) > 1:
@@ -317,6 +331,16 @@ class RunStore:
             more = f" and {len(named) - 8} more" if len(named) > 8 else ""
             raise ConfigError(f"{len(named)} runs are named {ref!r} ({listed}{more}); give an id or a unique prefix")
         raise ConfigError(self._no_such_run(ref, deleted))
+
+    def _named(self, name: str, deleted: bool) -> list[Any]:
+        """The runs named exactly ``name``. A name with quotes or backslashes has no filter literal both MLflow and
+        :mod:`.sqlread` read: those characters become LIKE's one-character wildcard and the match is checked here."""
+        if any(c in name for c in "'\"\\"):
+            pattern = "".join("_" if c in "'\"\\" else c for c in name)
+            found = self.search_runs(filter=f"attributes.run_name LIKE '{pattern}'", trials=True, deleted=deleted)
+            return [r for r in found if r.info.run_name == name]
+        found = self.search_runs(filter=f"attributes.run_name = '{name}'", trials=True, deleted=deleted)
+        return [r for r in found if r.info.run_name == name]
 
     def _no_such_run(self, ref: str, deleted: bool) -> str:
         recent = self.search_runs(limit=_NEAR_POOL, trials=True, deleted=deleted)
@@ -406,6 +430,8 @@ def model_of(run: Any) -> str:
     params = run.data.params
     if is_sweep_parent(run):
         return "sweep"
+    if is_report(run):
+        return REPORT_KIND
     return params.get("model.name") or params.get("model._target_", "").rsplit(".", 1)[-1] or ""
 
 

@@ -90,9 +90,12 @@ def start_parent(
             return run_id
     from mlflow.entities import Param
 
-    run = client.create_run(experiment_id, run_name=name, tags={"qframe.kind": "sweep", **(tags or {})})
+    source = tracking.source_tags()
+    run = client.create_run(experiment_id, run_name=name, tags={**source, "qframe.kind": "sweep", **(tags or {})})
     try:
         client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+        # the code the trials run, once for the sweep (its trials log none of their own)
+        tracking.log_uncommitted_diff(lambda path: client.log_artifact(run.info.run_id, str(path)), source)
     except BaseException:
         client.set_terminated(run.info.run_id, "FAILED")
         raise

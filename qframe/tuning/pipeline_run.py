@@ -8,7 +8,9 @@ on one launcher whose ``n_jobs`` slots the running stages share.
   under it; the stages' runs are nested under the pipeline's own run.
 * Job numbers are the pipeline's (no two jobs share one); a job's directory is ``<sweep dir>/<stage>/<job>``.
 * ``pipeline_state.json`` records each stage's definition and status. Resumed, a finished stage is not run again
-  (and must be unchanged), the interrupted one continues as a single sweep resumes, the rest start as usual.
+  (and must be unchanged, but for a larger ``n_trials`` where no finished stage started from it: then it
+  continues, as a single sweep does), the interrupted one continues as a single sweep resumes, the rest start as
+  usual.
 * A stage that ends without a best trial (every trial failed, or too many: ``max_failure_rate``) stops the
   pipeline: no trial starts, the running ones end, every output is written, and one line names the stage.
 * ``pipeline_results.yaml``: every stage's best and the global best (value, settings as overrides, stage, trial,
@@ -199,11 +201,33 @@ class PipelineSweep:
                 )
             old, new = record.get("definition") or {}, stage.definition()
             changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in new if old.get(k) != new.get(k)]
-            if changed:
+            if not changed:
+                continue
+            what = f"{where}: stage {name} is {record['status']} and its definition changed ({'; '.join(changed)})"
+            after = [n for n in self._downstream(name) if state.stages.get(n, {}).get("status") == "finished"]
+            if [k for k in new if old.get(k) != new.get(k)] == ["n_trials"] and int(new["n_trials"]) > int(
+                old.get("n_trials") or 0
+            ):
+                if not after:  # more trials for a finished stage nothing finished started from: it continues
+                    record["status"] = "pending"
+                    continue
                 raise ConfigError(
-                    f"{where}: stage {name} is {record['status']} and its definition changed ({'; '.join(changed)}); "
-                    "use a new hydra.sweep.dir, or the stage's definition as it was"
+                    f"{what}; stage {', '.join(after)} started from it and finished, so more trials of {name} could "
+                    f"change what that started from: use a new hydra.sweep.dir (or raise the n_trials of a last stage)"
                 )
+            raise ConfigError(f"{what}; use a new hydra.sweep.dir, or the stage's definition as it was")
+
+    def _downstream(self, name: str) -> list[str]:
+        """The stages that start, directly or not, from stage ``name``'s results, in pipeline order."""
+        found: set[str] = set()
+        grew = True
+        while grew:
+            grew = False
+            for other, stage in self.pipeline.stages.items():
+                if other not in found and (name in stage.depends or found & set(stage.depends)):
+                    found.add(other)
+                    grew = True
+        return [n for n in self.pipeline.order() if n in found]
 
     def _nothing_to_do(self, state: PipelineState, sweep_dir: Path) -> bool:
         stages = self.pipeline.stages

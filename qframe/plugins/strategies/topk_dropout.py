@@ -9,11 +9,12 @@ non-held names together, sell the held names among the ``n_drop`` lowest of that
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from qframe.core.backtest import Account, Exchange, ExchangeConfig, benchmark_returns, simulate
+from qframe.core.backtest import Account, Exchange, ExchangeConfig, benchmark_returns, simulate, simulate_many
 from qframe.core.data import MarketData
 from qframe.core.errors import ConfigError, DataError
 from qframe.core.markets import FROM_MARKET, MARKETS, MarketRules
@@ -169,19 +170,9 @@ class TopkDropoutStrategy:
         window trades on the score of the trading day before it. ``start`` / ``end`` default to the first /
         last scored date, as Qlib's workflow sets them. Returns the daily report (see qframe.core.backtest).
         """
-        if not isinstance(scores.index, pd.MultiIndex) or set(scores.index.names) != {"datetime", "instrument"}:
-            raise DataError(f"topk_dropout: scores must be indexed by (datetime, instrument), got {scores.index.names}")
         if isinstance(scores, pd.DataFrame):  # Qlib uses the first column of a multi-column signal
             scores = scores.iloc[:, 0]
-        dates = pd.DatetimeIndex(scores.index.get_level_values("datetime"))
-        cal = market.calendar
-        lo = int(cal.searchsorted(pd.Timestamp(start) if start is not None else dates.min(), "left"))
-        hi = int(cal.searchsorted(pd.Timestamp(end) if end is not None else dates.max(), "right"))
-        if hi <= lo:
-            raise DataError(
-                f"topk_dropout: backtest range {start}..{end} holds no trading day of market {market.name!r} "
-                f"({cal[0].date()}..{cal[-1].date()})"
-            )
+        lo, hi = self._window(scores.index, market, start, end)
         signal, has_signal = self._signal_rows(scores, market, lo, hi)
         exchange = Exchange(market, self.exchange_config, lo, hi)
         policy = _TopkDropoutPolicy(self, signal, has_signal)
@@ -191,22 +182,84 @@ class TopkDropoutStrategy:
         self.last_positions = pd.DataFrame(positions, index=report.index, columns=market.instruments)
         return report
 
+    def backtest_many(
+        self,
+        index: pd.MultiIndex,
+        values: list[np.ndarray],
+        market: MarketData,
+        start: str | None = None,
+        end: str | None = None,
+    ) -> list[pd.DataFrame]:
+        """:meth:`backtest` of each score vector of ``values`` on one shared ``index`` (the random controls): the
+        reports are those of ``backtest(pd.Series(v, index), ...)``, number for number, but the window, the
+        exchange's arrays, the benchmark and where each score goes in the (T, N) signal are worked out once.
+        ``last_positions`` is left as it was."""
+        lo, hi = self._window(index, market, start, end)
+        place = self._placement(index, market, lo, hi)
+        exchange = Exchange(market, self.exchange_config, lo, hi)
+        bench = benchmark_returns(market, exchange.calendar)
+        placed = [self._place(place, np.asarray(v, dtype=float), market, lo, hi) for v in values]
+
+        def one(signal: np.ndarray, has_signal: np.ndarray) -> pd.DataFrame:
+            policy = _TopkDropoutPolicy(self, signal, has_signal)
+            return simulate(policy, exchange, self.account, bench, len(market.instruments))
+
+        if self.only_tradable or len(placed) < 2:
+            return [one(*p) for p in placed]
+        signal = np.stack([p[0] for p in placed])
+        has_signal = np.stack([p[1] for p in placed])
+        policy = _TopkDropoutPolicyMany(self, signal, has_signal)
+        reports, _ = simulate_many(policy, len(placed), exchange, self.account, bench, len(market.instruments))
+        # an account whose day needed Qlib's one-by-one dealing (cash short): its own backtest, exactly
+        return [r if r is not None else one(*placed[j]) for j, r in enumerate(reports)]
+
     @staticmethod
-    def _signal_rows(scores: pd.Series, market: MarketData, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-        """(T, N) scores to trade on each window day (last score up to the previous trading day), has-row flags."""
+    def _window(index: pd.Index, market: MarketData, start: str | None, end: str | None) -> tuple[int, int]:
+        """The calendar rows [lo, hi) of the backtest of scores on ``index`` over [start, end]."""
+        if not isinstance(index, pd.MultiIndex) or set(index.names) != {"datetime", "instrument"}:
+            raise DataError(f"topk_dropout: scores must be indexed by (datetime, instrument), got {index.names}")
+        dates = pd.DatetimeIndex(index.get_level_values("datetime"))
         cal = market.calendar
-        s = scores.dropna()
-        t_idx = cal.searchsorted(pd.DatetimeIndex(s.index.get_level_values("datetime")), "right") - 1
-        n_idx = market.instruments.get_indexer(s.index.get_level_values("instrument"))
+        lo = int(cal.searchsorted(pd.Timestamp(start) if start is not None else dates.min(), "left"))
+        hi = int(cal.searchsorted(pd.Timestamp(end) if end is not None else dates.max(), "right"))
+        if hi <= lo:
+            raise DataError(
+                f"topk_dropout: backtest range {start}..{end} holds no trading day of market {market.name!r} "
+                f"({cal[0].date()}..{cal[-1].date()})"
+            )
+        return lo, hi
+
+    @classmethod
+    def _signal_rows(cls, scores: pd.Series, market: MarketData, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """(T, N) scores to trade on each window day (last score up to the previous trading day), has-row flags."""
+        vals = scores.to_numpy(dtype=float)
+        return cls._place(cls._placement(scores.index, market, lo, hi), vals, market, lo, hi)
+
+    @staticmethod
+    def _placement(index: pd.MultiIndex, market: MarketData, lo: int, hi: int) -> tuple[np.ndarray, ...]:
+        """Where each score of ``index`` goes in the (T, N) signal of window [lo, hi): (the positions in
+        ``index`` kept, in the order they are written, their window rows, their instrument columns)."""
+        cal = market.calendar
+        dates = pd.DatetimeIndex(index.get_level_values("datetime"))
         # a score belongs to the trading day at or before its date; trading day t uses the one of day t-1
-        t_idx = t_idx + 1 - lo
-        keep = (n_idx >= 0) & (t_idx >= 0) & (t_idx < hi - lo)
-        t_idx, n_idx, vals = t_idx[keep], n_idx[keep], s.to_numpy(dtype=float)[keep]
-        order = np.argsort(pd.DatetimeIndex(s.index.get_level_values("datetime"))[keep].asi8, kind="stable")
+        t_idx = cal.searchsorted(dates, "right") - 1 + 1 - lo
+        n_idx = market.instruments.get_indexer(index.get_level_values("instrument"))
+        keep = np.flatnonzero((n_idx >= 0) & (t_idx >= 0) & (t_idx < hi - lo))
+        order = keep[np.argsort(dates.asi8[keep], kind="stable")]  # later dates overwrite: Qlib's "last"
+        return order, t_idx[order], n_idx[order]
+
+    @staticmethod
+    def _place(
+        place: tuple[np.ndarray, ...], vals: np.ndarray, market: MarketData, lo: int, hi: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The (T, N) signal and has-row flags of the scores ``vals`` placed by :meth:`_placement` (NaN: none)."""
+        order, t_idx, n_idx = place
+        v = vals[order]
+        scored = ~np.isnan(v)
         signal = np.full((hi - lo, len(market.instruments)), np.nan)
-        signal[t_idx[order], n_idx[order]] = vals[order]  # later dates overwrite: Qlib's "last"
+        signal[t_idx[scored], n_idx[scored]] = v[scored]
         has_signal = np.zeros(hi - lo, dtype=bool)
-        has_signal[t_idx] = True
+        has_signal[t_idx[scored]] = True
         return signal, has_signal
 
 
@@ -265,3 +318,62 @@ class _TopkDropoutPolicy:
         buy = buy[~blocked[buy]]
         amount = exchange.round_amount(value / exchange.price[t, buy], t, buy)
         return buy, amount
+
+
+def _first(mask: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Per row, the first ``n[k]`` set entries of ``mask`` (K, M), with a Python slice's ``[:n]`` for a negative
+    ``n``: all but the last ``-n``."""
+    total = mask.sum(axis=1)
+    take = np.where(n >= 0, np.minimum(n, total), np.maximum(total + n, 0))
+    return mask & (np.cumsum(mask, axis=1) <= take[:, None])
+
+
+class _TopkDropoutPolicyMany:
+    """:class:`_TopkDropoutPolicy` for K score matrices at once (``only_tradable=false``), on ranks: each day an
+    account's instruments in its order of score (descending, NaN last, ties by instrument), as ``_sort_desc``
+    orders every list the one-account policy ranks."""
+
+    def __init__(self, cfg: TopkDropoutStrategy, signal: np.ndarray, has_signal: np.ndarray) -> None:
+        self.cfg = cfg
+        self.signal = signal  # (K, T, N)
+        self.has_signal = has_signal  # (K, T)
+        k, _, n = signal.shape
+        self._order = np.tile(np.arange(n), (k, 1))
+        self._buy = np.zeros((k, n), dtype=bool)
+
+    def sells(self, t: int, account: Any, exchange: Exchange) -> np.ndarray:
+        cfg = self.cfg
+        k = len(self.signal)
+        score = self.signal[:, t]
+        order = np.argsort(-score, axis=1, kind="stable")  # NaN last, ties in instrument order
+        held = np.take_along_axis(account.held, order, axis=1)
+        candidates = ~np.isnan(np.take_along_axis(score, order, axis=1)) & ~held
+        n_last = held.sum(axis=1)
+        today = _first(candidates, cfg.n_drop + cfg.topk - n_last)
+        comb = held | today
+        if cfg.n_drop > 0:  # the n_drop lowest of held + today
+            bottom = comb & (np.cumsum(comb[:, ::-1], axis=1)[:, ::-1] <= cfg.n_drop)
+        else:
+            bottom = np.zeros_like(comb)
+        sell_ranked = held & bottom
+        active = self.has_signal[:, t][:, None]
+        self._order = order
+        self._buy = _first(today, sell_ranked.sum(axis=1) + cfg.topk - n_last) & active
+        sell = np.zeros_like(sell_ranked)
+        np.put_along_axis(sell, order, sell_ranked & active, axis=1)
+        can = exchange.limit_any[t] if cfg.forbid_all_trade_at_limit else exchange.limit_sell[t]
+        return sell & ~can & (account.count >= cfg.hold_thresh) if k else sell
+
+    def buys(self, t: int, account: Any, exchange: Exchange) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        from qframe.core.backtest import round_amount_many
+
+        cfg, order, buy = self.cfg, self._order, self._buy
+        n_buy = buy.sum(axis=1)
+        # the cash after the sells, split equally over all intended buys (untradable ones included, as Qlib)
+        value = np.where(n_buy > 0, account.cash * cfg.risk_degree / np.maximum(n_buy, 1), 0.0)
+        blocked = exchange.limit_any[t] if cfg.forbid_all_trade_at_limit else exchange.limit_buy[t]
+        buy = buy & ~blocked[order]
+        rows, cols = np.nonzero(buy)
+        amount = np.zeros(buy.shape)
+        amount[rows, cols] = value[rows] / exchange.price[t][order[rows, cols]]
+        return order, buy, round_amount_many(exchange, amount, t, order, buy)
