@@ -16,6 +16,13 @@ def _name(section: Any) -> str:
     return str(section) if section is not None else "-"
 
 
+def _handler(section: Any) -> str:
+    if not isinstance(section, dict):
+        return _name(section)
+    horizon = (section.get("label") or {}).get("horizon")
+    return _name(section.get("features")) + (f", label horizon {horizon}" if horizon is not None else "")
+
+
 def header(cfg: dict[str, Any], report: pd.DataFrame, mode: str, periods: int, data: dict | None) -> list[tuple]:
     """The short header: what was run, on which data, over which days, with which conventions."""
     from qframe.core.markets import market_summary
@@ -25,7 +32,7 @@ def header(cfg: dict[str, Any], report: pd.DataFrame, mode: str, periods: int, d
     rows = [
         ("model", _name(cfg.get("model"))),
         ("dataset", (data or {}).get("name") or _name(cfg.get("dataset"))),
-        ("handler", _name(cfg.get("handler"))),
+        ("handler", _handler(cfg.get("handler"))),
         ("strategy", _name(strategy) + (f" ({knobs})" if knobs else "")),
     ]
     if len(report):
