@@ -30,10 +30,10 @@ ul{margin:.3em 0;padding-left:1.4em}footer{margin-top:2em;color:#888;font-size:1
 """
 
 _SCRIPT = """
-(function(){var imgs=document.querySelectorAll('img.figure'),ok=0;
+window.addEventListener('load',function(){var imgs=document.querySelectorAll('img.figure'),ok=0;
 imgs.forEach(function(i){if(i.complete&&i.naturalWidth>0)ok++;});
 document.body.setAttribute('data-figures',ok+'/'+imgs.length);
-document.getElementById('status').textContent=ok+' of '+imgs.length+' figures drawn';})();
+document.getElementById('status').textContent=ok+' of '+imgs.length+' figures drawn';});
 """
 
 
