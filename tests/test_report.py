@@ -51,17 +51,23 @@ def test_ic_decay_correlates_the_score_with_each_horizons_forward_return():
     rng = np.random.default_rng(3)
     cal = pd.bdate_range("2021-01-04", periods=30)
     close = pd.DataFrame(np.exp(np.cumsum(rng.normal(0, 0.02, (30, 6)), axis=0)), index=cal)
+    close.iloc[5, 2] = np.nan  # a suspension: instrument 2 has no forward return on the days that need day 5
     signal = pd.DataFrame(rng.normal(size=(5, 6)), index=cal[:5])
+    signal.iloc[1, 0] = np.nan  # nor a score on day 1
     fwd = an.forward_returns(close, pd.DatetimeIndex(signal.index), horizons=(1, 3))
     c = close.to_numpy()
-    assert fwd[3].iloc[2, 4] == pytest.approx(c[2 + 3 + 1, 4] / c[2 + 1, 4] - 1)
+    assert fwd[3].iloc[1, 4] == pytest.approx(c[1 + 3 + 1, 4] / c[1 + 1, 4] - 1)
+    assert np.isnan(fwd[1].iloc[4, 2]) and np.isnan(fwd[3].iloc[1, 2]) and np.isfinite(fwd[1].iloc[1, 2])
     decay = an.ic_decay(signal, fwd)
     for h in (1, 3):
-        by_hand = [np.corrcoef(signal.iloc[t], c[t + h + 1] / c[t + 1] - 1)[0, 1] for t in range(5)]
-        assert decay.loc[h, "IC"] == pytest.approx(np.mean(by_hand), abs=1e-12)
-        ranks = [pd.Series(signal.iloc[t].to_numpy()).corr(pd.Series(c[t + h + 1] / c[t + 1]), "spearman")
-                 for t in range(5)]  # fmt: skip
-        assert decay.loc[h, "RankIC"] == pytest.approx(np.mean(ranks), abs=1e-12)
+        by_hand = {
+            method: np.mean([signal.iloc[t].corr(pd.Series(c[t + h + 1] / c[t + 1] - 1), method) for t in range(5)])
+            for method in ("pearson", "spearman")
+        }
+        assert decay.loc[h, "IC"] == pytest.approx(by_hand["pearson"], abs=1e-12)
+        assert decay.loc[h, "RankIC"] == pytest.approx(by_hand["spearman"], abs=1e-12)
+        daily = an.daily_ic(signal, fwd[h])  # the one-horizon path agrees
+        assert daily["RankIC"].mean() == pytest.approx(by_hand["spearman"], abs=1e-12)
     # past the calendar's end there is no forward return: the 1-day one needs the closes of t+1 and t+2
     late = an.forward_returns(close, pd.DatetimeIndex(cal[-3:]), horizons=(1,))[1]
     assert late.iloc[0].notna().all() and late.iloc[1:].isna().all().all()
@@ -222,3 +228,12 @@ def test_the_report_renders_in_headless_chromium(recorded, tmp_path):
         (_artifacts(result) / "report.html").read_text().replace("data:image/png;base64,", "data:image/png;base64,x", 1)
     )
     assert f'data-figures="{n - 1}/{n}"' in _chromium("--dump-dom", broken.as_uri()).stdout
+
+
+def test_row_ranks_equal_pandas_average_ranks_with_ties_and_gaps():
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        a = rng.integers(0, 5, (6, 9)).astype(float) if trial % 2 else rng.normal(size=(6, 9))
+        mask = (rng.random((6, 9)) > 0.3) & (rng.random((6, 9)) > 0.1)
+        expected = pd.DataFrame(np.where(mask, a, np.nan)).rank(axis=1, method="average").to_numpy()
+        np.testing.assert_array_equal(an._row_rank(a, mask), expected)

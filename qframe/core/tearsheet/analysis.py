@@ -60,8 +60,22 @@ def _row_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _row_rank(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Average ranks of each row's cells under ``mask`` (NaN elsewhere)."""
-    return pd.DataFrame(np.where(mask, a, np.nan)).rank(axis=1, method="average").to_numpy()
+    """Average ranks (1-based) of each row's cells under ``mask`` (NaN elsewhere), as pandas' ``rank(axis=1)``.
+
+    One argsort of the rows (masked cells sorted last) gives ordinal ranks, which are the average ranks wherever a
+    row has no tie; the rows with ties (rare for model scores, common for returns of halted names) go to pandas.
+    """
+    values = np.where(mask, a, np.inf)
+    order = np.argsort(values, axis=1, kind="stable")
+    ranks = np.empty_like(values)
+    rows = np.arange(len(values))[:, None]
+    ranks[rows, order] = np.arange(1, values.shape[1] + 1, dtype=float)
+    ranks[~mask] = np.nan
+    ordered = np.take_along_axis(values, order, axis=1)
+    tied = ((ordered[:, 1:] == ordered[:, :-1]) & np.isfinite(ordered[:, 1:])).any(axis=1)
+    if tied.any():
+        ranks[tied] = pd.DataFrame(np.where(mask[tied], a[tied], np.nan)).rank(axis=1, method="average").to_numpy()
+    return ranks
 
 
 def daily_ic(signal: pd.DataFrame, target: pd.DataFrame) -> pd.DataFrame:
@@ -74,8 +88,28 @@ def daily_ic(signal: pd.DataFrame, target: pd.DataFrame) -> pd.DataFrame:
 
 
 def ic_decay(signal: pd.DataFrame, forward: dict[int, pd.DataFrame]) -> pd.DataFrame:
-    """Mean daily IC and Rank IC of the score against each horizon's forward return (index: horizon)."""
-    rows = {h: daily_ic(signal, fwd).mean() for h, fwd in forward.items()}
+    """Mean daily IC and Rank IC of the score against each horizon's forward return (index: horizon).
+
+    Each horizon is :func:`daily_ic`'s; the score's ranks are computed once and re-ranked only on the days where a
+    horizon's forward returns leave out instruments the score has (a suspension, the calendar's end).
+    """
+    a = signal.to_numpy(dtype=float)
+    has = np.isfinite(a)
+    base = _row_rank(a, has)
+    rows = {}
+    for h, fwd in forward.items():
+        b = fwd.reindex_like(signal).to_numpy(dtype=float)
+        ok = has & np.isfinite(b)
+        ranks = base.copy()
+        differ = (ok != has).any(axis=1)
+        if differ.any():
+            ranks[differ] = _row_rank(a[differ], ok[differ])
+        ranks[~ok] = np.nan
+        # pandas' mean skips the days without an IC, as the run's own IC does
+        rows[h] = {
+            "IC": pd.Series(_row_corr(a, b)).mean(),
+            "RankIC": pd.Series(_row_corr(ranks, _row_rank(b, ok))).mean(),
+        }
     return pd.DataFrame(rows).T.rename_axis("horizon")
 
 

@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+from matplotlib.dates import AutoDateFormatter, AutoDateLocator
+from matplotlib.ticker import MaxNLocator
 
 from qframe.core.plots import _pyplot, ic_figure, returns_figure
 from qframe.core.tearsheet.analysis import IR_WINDOW
@@ -20,10 +22,15 @@ from qframe.core.tearsheet.model import Analysis, max_drawdown
 SMALL = (6.4, 3.3)
 
 
-def _axes(title: str, ylabel: str, size=SMALL):
+def _axes(title: str, ylabel: str, size=SMALL, right: float = 0.97):
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=size)
-    ax.set_title(title, fontsize=10)
+    # fixed margins rather than tight_layout, which lays every text out twice (~25 % of a small figure's time)
+    fig.subplots_adjust(left=0.13, right=right, top=0.9, bottom=0.2)
+    fig.qframe_fixed = True
+    # an explicit y: matplotlib then skips placing the title clear of the ticks (~0.05 s a figure)
+    ax.set_title(title, fontsize=10, y=1.0)
+    ax.yaxis.set_major_locator(MaxNLocator(6))  # each tick is an object with two texts: fewer is faster
     ax.set_ylabel(ylabel, fontsize=9)
     ax.tick_params(labelsize=8)
     return fig, ax
@@ -32,15 +39,21 @@ def _axes(title: str, ylabel: str, size=SMALL):
 def _dates(fig, ax, zero: bool = True) -> None:
     if zero:
         ax.axhline(0, color="grey", lw=0.6)
-    fig.autofmt_xdate()
+    locator = AutoDateLocator(minticks=3, maxticks=7)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(AutoDateFormatter(locator))
+    for label in ax.get_xticklabels():  # autofmt_xdate's look without its subplots_adjust
+        label.set(rotation=30, ha="right")
 
 
 def render(fig) -> bytes:
-    """The figure as PNG bytes (closed afterwards)."""
+    """The figure as PNG bytes (closed afterwards); the two standard plots keep their tight layout and 100 dpi."""
     plt = _pyplot()
     buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=90)
+    fixed = getattr(fig, "qframe_fixed", False)
+    if not fixed:
+        fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=90 if fixed else 100)
     plt.close(fig)
     return buf.getvalue()
 
@@ -163,7 +176,7 @@ def rolling_ir(a: Analysis):
 
 def turnover_cost(a: Analysis):
     rep = a.inputs.report
-    fig, ax = _axes("Daily turnover and cost", "turnover (fraction of the account)")
+    fig, ax = _axes("Daily turnover and cost", "turnover (fraction of the account)", right=0.88)
     ax.plot(rep.index, rep["turnover"].to_numpy() if "turnover" in rep else np.zeros(len(rep)), lw=0.8,
             label="turnover")  # fmt: skip
     right = ax.twinx()
@@ -212,6 +225,7 @@ def draw_all(a: Analysis) -> dict[str, tuple[str, bytes]]:
 
 def _overlay(title: str, ylabel: str, runs: list[Analysis], series: Callable[[Analysis], pd.Series], dates=True):
     fig, ax = _axes(title, ylabel, size=(9, 4))
+    fig.subplots_adjust(left=0.09, bottom=0.16)
     for a in runs:
         s = series(a)
         if s is not None:
