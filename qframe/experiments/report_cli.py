@@ -37,10 +37,17 @@ def add_parser(sub: Any, store_args: Callable[[argparse.ArgumentParser], None]) 
     store_args(report)
 
 
-def _frame(run: Any, name: str) -> pd.DataFrame:
+def _load(store: RunStore, run: Any, name: str) -> Any:
+    """One artifact of ``run``: read where it lies for a local artifact store (MLflow's client costs seconds)."""
+    from qframe.core.reuse import _artifact
+
+    return _artifact(store, run, name, f"run {run.info.run_id[:8]}")
+
+
+def _frame(store: RunStore, run: Any, name: str) -> pd.DataFrame:
     import pandas as pd
 
-    frame = run.load(name)
+    frame = _load(store, run, name)
     return frame.set_index(pd.DatetimeIndex(frame[frame.columns[0]], name="datetime")).drop(columns=frame.columns[0])
 
 
@@ -78,17 +85,17 @@ def recorded_inputs(store: RunStore, run: Any) -> ReportInputs:
     import pandas as pd
 
     what = f"run {rec.id[:8]}"
-    scores = _scores(rec.load("pred.parquet"), what)
-    daily_ic, report = _frame(rec, "ic.parquet"), _frame(rec, "backtest_report.parquet")
-    cfg = rec.load("config.yaml") if "config.yaml" in files else {}
-    data = rec.load("data_report.json") if "data_report.json" in files else None
+    scores = _scores(_load(store, run, "pred.parquet"), what)
+    daily_ic, report = _frame(store, run, "ic.parquet"), _frame(store, run, "backtest_report.parquet")
+    cfg = _load(store, run, "config.yaml") if "config.yaml" in files else {}
+    data = _load(store, run, "data_report.json") if "data_report.json" in files else None
     params = rec.params
     mode = params.get("evaluation.accumulation", "sum")
     try:
         periods = int(float(params.get("market_rules.annualization", 252)))
     except ValueError:
         periods = 252
-    checks = ControlResult(daily=_frame(rec, "controls.parquet")) if "controls.parquet" in files else None
+    checks = ControlResult(daily=_frame(store, run, "controls.parquet")) if "controls.parquet" in files else None
     close, why = _closes(cfg, store, pd.DatetimeIndex(scores.index.get_level_values("datetime")))
     metrics = rec.metrics
     return ReportInputs(
