@@ -113,7 +113,7 @@ def quantile_cumulative(a: Analysis):
     from qframe.core.tearsheet.analysis import cumulative
 
     fig, ax = _axes(f"Cumulative next-day return by score quantile ({len(q.columns)} groups)", "cumulative return")
-    cmap = _pyplot().get_cmap("RdYlGn")
+    cmap = _pyplot().get_cmap("viridis")  # no near-white middle: every quantile stays visible
     for i, col in enumerate(q.columns):
         cum = cumulative(q[col], mode)
         ax.plot(cum.index, cum.to_numpy(), color=cmap(i / max(1, len(q.columns) - 1)), lw=1, label=f"Q{col}")
