@@ -438,7 +438,7 @@ def run_workflow(
             | {f"time.{k.replace(' + ', '_').replace(' ', '_')}": v for k, v in timings.items()},
             params={f"fit.{k}": v for k, v in info.items()},
         )
-        progress.finish("plots" if plots else "")
+        progress.finish("plots, report.html" if plots else "")
 
     objective = metrics.get(objective_name, float("nan"))
     result = RunResult(
