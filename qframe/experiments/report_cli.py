@@ -39,9 +39,11 @@ def add_parser(sub: Any, store_args: Callable[[argparse.ArgumentParser], None]) 
 
 def _load(store: RunStore, run: Any, name: str) -> Any:
     """One artifact of ``run``: read where it lies for a local artifact store (MLflow's client costs seconds)."""
-    from qframe.core.reuse import _artifact
+    from qframe.core.reuse import _artifact, _local_artifact
+    from qframe.experiments.store import read_artifact
 
-    return _artifact(store, run, name, f"run {run.info.run_id[:8]}")
+    local = _local_artifact(run.info.artifact_uri, name)  # before _artifact, which imports MLflow (2-3 s) first
+    return read_artifact(local) if local is not None else _artifact(store, run, name, f"run {run.info.run_id[:8]}")
 
 
 def _frame(store: RunStore, run: Any, name: str) -> pd.DataFrame:
