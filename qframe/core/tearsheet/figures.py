@@ -16,7 +16,7 @@ from matplotlib.dates import AutoDateFormatter, AutoDateLocator
 from matplotlib.ticker import MaxNLocator
 
 from qframe.core.plots import _pyplot, ic_figure, returns_figure
-from qframe.core.tearsheet.analysis import IR_WINDOW
+from qframe.core.tearsheet.analysis import IR_WINDOW, cumulative
 from qframe.core.tearsheet.model import Analysis, max_drawdown
 
 SMALL = (6.4, 3.3)
@@ -110,8 +110,6 @@ def autocorrelation(a: Analysis):
 
 def quantile_cumulative(a: Analysis):
     q, mode = a.quantiles, a.inputs.mode
-    from qframe.core.tearsheet.analysis import cumulative
-
     fig, ax = _axes(f"Cumulative next-day return by score quantile ({len(q.columns)} groups)", "cumulative return")
     cmap = _pyplot().get_cmap("viridis")  # no near-white middle: every quantile stays visible
     for i, col in enumerate(q.columns):
@@ -240,7 +238,6 @@ def _overlay(title: str, ylabel: str, runs: list[Analysis], series: Callable[[An
 
 def compare_all(runs: list[Analysis]) -> dict[str, tuple[str, bytes]]:
     """The comparison page's figures: the runs' curves overlaid."""
-    from qframe.core.tearsheet.analysis import cumulative
 
     def ls(a: Analysis):
         if a.quantiles is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -53,7 +52,6 @@ class Analysis:
     decay: pd.DataFrame | None
     quantiles: pd.DataFrame | None
     quantile_summary: pd.DataFrame | None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
