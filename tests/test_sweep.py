@@ -402,7 +402,9 @@ def test_lightgbm_sweep_tracks_parent_and_children_and_best_command_reproduces(t
         else:
             # inputs came from the sweep process's memory (no data/feature loading in the trial); no plots
             assert "time.fit" in run.data.metrics and "time.features" not in run.data.metrics
-            assert "cumulative_return.png" not in {a.path for a in client.list_artifacts(run.info.run_id)}
+            assert not {"cumulative_return.png", "report.html"} & {
+                a.path for a in client.list_artifacts(run.info.run_id)
+            }
 
     res = results(sweep)
     best = max(done, key=lambda t: t["value"])  # maximize: the default direction
@@ -413,9 +415,9 @@ def test_lightgbm_sweep_tracks_parent_and_children_and_best_command_reproduces(t
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     (run,) = client.search_runs([parent.info.experiment_id], "attributes.run_name = 'rerun'")
     assert run.data.metrics["excess_return_with_cost.information_ratio"] == pytest.approx(best["value"], abs=1e-12)
-    # a single run loads its inputs itself (from the caches the sweep wrote) and draws its plots
+    # a single run loads its inputs itself (from the caches the sweep wrote) and draws its plots and report
     assert "time.features" in run.data.metrics
-    assert "cumulative_return.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"cumulative_return.png", "report.html"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
 def test_plain_grid_runs_in_forked_jobs(tmp_path):

@@ -19,7 +19,7 @@ def _pyplot():
 def _label(fig, ax, title: str, ylabel: str) -> None:
     """Title, axis labels, zero line and legend of a plot over the test segment's dates."""
     ax.axhline(0, color="grey", lw=0.6)
-    ax.set_title(title)
+    ax.set_title(title, y=1.0)  # an explicit y: matplotlib skips placing it clear of the ticks (~0.05 s a plot)
     ax.set_ylabel(ylabel)
     ax.set_xlabel("date")
     ax.legend(loc="upper left")  # "best" scans every drawn point: ~0.7 s on a 500-day test segment

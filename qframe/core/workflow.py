@@ -398,7 +398,7 @@ def run_workflow(
         except DegenerateResult:
             # what there is to look at stays with the FAILED run: the config, the predictions and the model
             data = data_report(market, prepared.dropped_features, market_rules=rules)
-            _log_artifacts(tracked, cfg, model, scores, None, None, mode, plots=False, data=data)
+            _log_artifacts(tracked, cfg, model, scores, None, None, mode, page=None, data=data)
             raise
 
         t0 = time.perf_counter()
@@ -409,6 +409,9 @@ def run_workflow(
         t0 = time.perf_counter()
         test_lo, test_hi = prepared.bounds["test"]
         report = strategy.backtest(scores, market, start=test_lo, end=test_hi)
+        positions = getattr(strategy, "last_positions", None)  # read now: the controls backtest again
+        if isinstance(positions, pd.DataFrame) and len(positions) == len(report):
+            report["holdings"] = (positions.to_numpy() > 0).sum(axis=1)
         no_benchmark = bool(report["bench"].isna().all())
         if no_benchmark:
             report["bench"] = 0.0
@@ -436,7 +439,12 @@ def run_workflow(
         t0 = time.perf_counter()
         progress.start("recording", f"MLflow run {run.info.run_id[:8]}")
         data = data_report(market, prepared.dropped_features, market_rules=rules)
-        _log_artifacts(tracked, cfg, model, scores, report, daily_ic, mode, plots, checks, data)
+        page = None
+        if plots:  # the run report (report.html and its figures) goes with the plots
+            from qframe.core.tearsheet import live_inputs
+
+            page = live_inputs(run, cfg, scores, daily_ic, report, market, metrics, checks, mode, periods, data)
+        _log_artifacts(tracked, cfg, model, scores, report, daily_ic, mode, page, checks, data)
         timings["recording"] = time.perf_counter() - t0
         # metrics, the model's fit info and the stage times in one write
         tracked.log(
@@ -444,7 +452,7 @@ def run_workflow(
             | {f"time.{k.replace(' + ', '_').replace(' ', '_')}": v for k, v in timings.items()},
             params={f"fit.{k}": v for k, v in info.items()},
         )
-        progress.finish("plots" if plots else "")
+        progress.finish("plots, report.html" if plots else "")
 
     objective = metrics.get(objective_name, float("nan"))
     result = RunResult(
@@ -475,10 +483,11 @@ def run_workflow(
     return result
 
 
-def _log_artifacts(tracked, cfg, model, scores, report, daily_ic, mode, plots: bool, checks=None, data=None) -> None:
+def _log_artifacts(tracked, cfg, model, scores, report, daily_ic, mode, page=None, checks=None, data=None) -> None:
     """The run's files: config, predictions, backtest report, daily IC, the model, the controls' daily excess
-    returns (``controls.parquet``) if they ran, the plots if ``plots`` (with the random runs' band), and ``data``
-    (the data report) as data_report.json."""
+    returns (``controls.parquet``) if they ran, the run report (``report.html``, the two plots and ``figures/``) from
+    ``page`` (its :class:`~qframe.core.tearsheet.ReportInputs`; None: none), and ``data`` (the data report) as
+    data_report.json."""
     from qframe.core.scratch import artifact_dir
 
     with artifact_dir() as out:
@@ -498,10 +507,8 @@ def _log_artifacts(tracked, cfg, model, scores, report, daily_ic, mode, plots: b
             model_dir = out / "model"
             model_dir.mkdir()
             model.save(model_dir)
-        if plots:
-            from qframe.core.plots import plot_ic, plot_returns
+        if page is not None:
+            from qframe.core.tearsheet import write_report
 
-            band, held = (checks.band(mode), checks.buy_and_hold_curve(mode)) if checks is not None else (None, None)
-            plot_returns(report, out / "cumulative_return.png", mode=mode, band=band, buy_and_hold=held)
-            plot_ic(daily_ic, out / "ic.png")
+            write_report(page, out)
         tracked.log_artifacts(out)

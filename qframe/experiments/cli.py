@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from qframe.core.errors import QFrameError
+from qframe.experiments import report_cli
 from qframe.experiments.store import (
     ERROR_TAG,
     KEY_METRICS,
@@ -29,7 +30,7 @@ from qframe.experiments.store import (
 
 #: listing columns: the key metrics under short headers
 _SHORT = {"IC": "IC", "Rank IC": "Rank IC", "excess_return_with_cost.information_ratio": "IR (cost)"}
-ACTIONS = ("list", "show", "compare", "leaderboard", "delete", "rerun")
+ACTIONS = ("list", "show", "compare", "leaderboard", "delete", "rerun", "report")
 
 
 def _store_args(parser: argparse.ArgumentParser) -> None:
@@ -96,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     rerun.add_argument("run", metavar="RUN")
     rerun.add_argument("overrides", nargs="*", help="KEY=VALUE overrides on top of the recorded ones")
     _store_args(rerun)
+    report_cli.add_parser(sub, _store_args)
     return parser
 
 
@@ -117,6 +119,7 @@ def main(argv: list[str]) -> int:
             "leaderboard": _leaderboard,
             "delete": _delete,
             "rerun": _rerun,
+            "report": report_cli.main,
         }[action](store, args)
     except QFrameError as exc:
         print(f"qframe: error: {exc}", file=sys.stderr)
