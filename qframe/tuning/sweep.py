@@ -161,10 +161,8 @@ class HyperoptSweep:
         progress = Progress(int(settings.n_trials), settings.direction)
         if chosen.resumed:
             progress.console.print(resuming_line(state, sweep_dir, int(settings.n_trials), len(retry)), soft_wrap=True)
-        if launch.threads is not None:
-            from qframe.launch.threads import describe
-
-            progress.console.print(describe(launch.slots, launch.threads), soft_wrap=True)
+        for line in launch.start_lines():  # threads, memory and GPUs of each trial
+            progress.console.print(line, soft_wrap=True)
         loop = TrialLoop(settings, state, state_path, space, optimizer, retry, launch, tracking, progress)
         try:
             stopped = loop.run()
