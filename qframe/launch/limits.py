@@ -78,9 +78,9 @@ def resolve_memory(value: Any, slots: int) -> tuple[int | None, str]:
     if str(value).strip().lower() == "auto":
         total = machine_memory()
         size = int(DEFAULT_FRACTION * total / max(1, int(slots)))
-        how = f"{DEFAULT_FRACTION:.0%} of {format_size(total)} / {slots} at a time"
+        how = f"the default: {DEFAULT_FRACTION:.0%} of {format_size(total)} / {slots} at a time"
         return size, how
-    return parse_size(value), "hydra.sweeper.trial_memory"
+    return parse_size(value), "set by hydra.sweeper.trial_memory"
 
 
 # ---------------------------------------------------------------------------------------------- cgroup v2
@@ -243,13 +243,14 @@ class TrialLimits:
                 )
             return self.how
         enforced = (
-            "cgroup v2"
+            "enforced by its cgroup v2"
             if self.mechanism == "cgroup v2"
-            else f"address-space limit beyond what a trial inherits; {self.why_not_cgroup}"
+            else f"enforced as an address-space limit beyond what a trial inherits: {self.why_not_cgroup}"
         )
+        word = "trial" if slots == 1 else "trials"
         return (
-            f"each of the {slots} trials at a time may use up to {self.label} of memory ({self.how}; {enforced}); "
-            "set hydra.sweeper.trial_memory to change"
+            f"each of the {slots} {word} at a time may use up to {self.label} of memory ({self.how}; {enforced}); "
+            "change it with hydra.sweeper.trial_memory (null: no limit)"
         )
 
     # in the sweep process, before forking job idx

@@ -215,8 +215,9 @@ class Progress:
         best_txt = _fmt(best.value) if best else "-"
         label = f"[cyan]{escape(self.label)}[/] " if self.label else ""
         extra = f" | {escape(self.extra())}" if self.extra is not None else ""
+        attempt = f" attempt {trial.attempts}" if trial.attempts > 1 else ""  # a retried trial
         self.console.print(
-            f"{label}[bold]trial {trial.number}[/] [{done}/{self.n_trials}] job {trial.job} {result} | best "
+            f"{label}[bold]trial {trial.number}[/] [{done}/{self.n_trials}] job {trial.job}{attempt} {result} | best "
             f"{best_txt}{extra} | failed {counts['failed']} | eta {eta:.0f}s | {params}",
             soft_wrap=True,
         )
