@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from test_sweep import SMALL  # the tiny LightGBM sweep of the end-to-end tests
-from test_sweep_failures import child_runs, error_lines, qframe, scratch
+from test_sweep_failures import error_lines, qframe, scratch
 
 from qframe.core.errors import ConfigError
 from qframe.launch.devices import DeviceSlots, visible_devices
@@ -133,7 +133,6 @@ def test_a_timed_out_trial_is_retried_when_asked_and_mlflow_has_a_run_per_attemp
     assert all(r.info.status == "FAILED" for r in runs)
     assert by_attempt["1"].data.tags["qframe.error"].startswith("retried: timed out after 1 s")
     assert by_attempt["2"].data.tags["qframe.error"] == trial["error"]
-    assert child_runs(tmp_path)[0].info.run_id == by_attempt["2"].info.run_id  # the trial's run: its last attempt
 
 
 def test_each_slot_gets_its_own_devices(tmp_path):
