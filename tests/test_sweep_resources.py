@@ -56,8 +56,9 @@ def log_lines(log, kind):
 def test_a_trial_past_its_memory_limit_fails_with_the_limit_while_the_sweep_and_other_slot_go_on(tmp_path):
     sweep, log = tmp_path / "sweep", tmp_path / "jobs.log"
     # job 0 writes 300 MB against a 200 MB limit; the other jobs allocate nothing (bounded memory on a shared box)
-    proc = toy(tmp_path, sweep, log, "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=2", "failures=[alloc]",
-               "alloc_mb=300", "sleep=0.5", "hydra.sweeper.trial_memory=200MB", "hydra.sweeper.max_failure_rate=1")  # fmt: skip
+    args = ["hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=2", "failures=[alloc]", "alloc_mb=300", "sleep=0.5",
+            "hydra.sweeper.trial_memory=200MB", "hydra.sweeper.max_failure_rate=1"]  # fmt: skip
+    proc = toy(tmp_path, sweep, log, *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("may use up to 200 MB of memory") == 1, proc.stdout  # stated once, at the start
     trials = {t["job"]: t for t in state(sweep)}

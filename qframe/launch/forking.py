@@ -176,7 +176,14 @@ class ForkRunner:
         process = self.ctx.Process(
             target=_child_main,
             args=(
-                child_conn, self.hydra_context, self.task_function, job, idx, self.fast_path, os.getpid(), self.limits
+                child_conn,
+                self.hydra_context,
+                self.task_function,
+                job,
+                idx,
+                self.fast_path,
+                os.getpid(),
+                self.limits,
             ),
             name=f"qframe-job-{idx}",
             daemon=False,

@@ -156,7 +156,8 @@ class TrialLoop:
             self.state.save(self.state_path)
             devices = self.launch.devices
             gpus = [devices.acquire(t.job) if devices is not None else None for t in batch]
-            overrides = [self._overrides(self.space, t, g) + self.extra_overrides for t, g in zip(batch, gpus)]
+            pairs = zip(batch, gpus, strict=True)
+            overrides = [self._overrides(self.space, t, g) + self.extra_overrides for t, g in pairs]
             returns = self.launch.launcher.launch(overrides, initial_job_idx=batch[0].job)
             ended = time.time()
             for trial, ret in zip(batch, returns, strict=True):
