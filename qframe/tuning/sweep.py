@@ -18,6 +18,10 @@
   (:mod:`qframe.launch.interrupts`).
 * Threads: with ``k`` trials at a time on ``c`` cores, each trial's model gets ``max(1, c // k)`` threads unless
   ``model.num_threads`` is set (:mod:`qframe.launch.threads`).
+* Resources: each trial's memory is limited by the operating system (``trial_memory``: :mod:`qframe.launch.limits`)
+  and each slot gets GPUs of its own (``trial_gpus``: :mod:`qframe.launch.devices`).
+* Retries: a trial that failed transiently (killed from outside, a lost worker) runs again, up to ``max_retries``
+  times, under its number and params; every attempt is recorded (:mod:`~qframe.tuning.retries`).
 
 This module puts the steps in order; each has its own: the settings (:mod:`~qframe.tuning.settings`), the
 objective, search space and sweep dir in Hydra's config (:mod:`~qframe.tuning.sweep_config`), the state to run
