@@ -187,6 +187,9 @@ def test_sizes_and_the_default_share_of_memory():
     limits = TrialLimits.create("200MB", 2)
     assert limits.explain(0, "MemoryError: ") == "memory limit exceeded (200 MB): MemoryError: "
     assert limits.explain(0, "RuntimeError: planted") == "RuntimeError: planted"
+    if limits.mechanism == "address-space limit":  # no delegated cgroup here: with GPUs, CUDA must not be limited
+        cuda = TrialLimits.create("200MB", 2, gpus=True)
+        assert cuda.memory is None and "would break CUDA" in cuda.describe(2)
 
 
 def test_trial_cgroups_are_made_limited_and_read_in_a_delegated_tree(tmp_path):

@@ -11,7 +11,7 @@ Two mechanisms, the better one that this process can use:
   inherited from the sweep process at the fork (the imported stack, the shared inputs: mapped, copy-on-write, not
   new). An allocation past it fails: Python raises ``MemoryError``, which the record turns into "memory limit
   exceeded". Virtual, not resident: thread stacks and malloc arenas count, so it is set generously; a CUDA process
-  maps far more address space than it uses, so with ``trial_gpus`` no address-space limit is set.
+  maps far more address space than it uses, so on a machine with GPUs no address-space limit is set.
 
 The default (``auto``) is :data:`DEFAULT_FRACTION` of this machine's memory (or of the memory limit this process
 itself runs under, whichever is less) divided by the trials running at once, so that the slots together leave the
@@ -217,7 +217,7 @@ class TrialLimits:
     @classmethod
     def create(cls, value: Any, slots: int, gpus: bool = False) -> TrialLimits:
         """The limits for ``hydra.sweeper.trial_memory=value`` with ``slots`` trials at a time (``gpus``: the trials
-        use CUDA, which an address-space limit would break)."""
+        may use CUDA, which an address-space limit would break: only a cgroup limits them)."""
         memory, how = resolve_memory(value, slots)
         if memory is None:
             return cls(None, how)
@@ -238,8 +238,8 @@ class TrialLimits:
         if self.memory is None:
             if self.why_not_cgroup:  # GPUs without cgroups
                 return (
-                    f"no memory limit per trial: {self.why_not_cgroup}, and an address-space limit would break CUDA "
-                    "(run the sweep in a delegated cgroup v2 to have one)"
+                    f"no memory limit per trial: {self.why_not_cgroup}, and on a machine with GPUs an address-space "
+                    "limit would break CUDA (run the sweep in a delegated cgroup v2 to have one)"
                 )
             return self.how
         enforced = (

@@ -66,13 +66,15 @@ def _set_resources(launch: TrialLauncher, config: Any, settings: SweepSettings) 
     """Each slot's GPUs (refused when there are too few) and each trial's memory limit (on the fork launcher)."""
     from omegaconf import OmegaConf
 
-    from qframe.launch.devices import DeviceSlots
+    from qframe.launch.devices import DeviceSlots, visible_devices
     from qframe.launch.limits import TrialLimits
 
     devices = DeviceSlots(int(settings.trial_gpus), launch.slots)
     launch.devices = devices if devices.enabled else None
     if hasattr(launch.launcher, "set_limits"):
-        launch.limits = TrialLimits.create(settings.trial_memory, launch.slots, gpus=devices.enabled)
+        # where a trial may use CUDA (GPUs here), an address-space limit would break it: only a cgroup limits memory
+        cuda = devices.enabled or bool(visible_devices())
+        launch.limits = TrialLimits.create(settings.trial_memory, launch.slots, gpus=cuda)
         launch.launcher.set_limits(launch.limits)
         launch.limits_line = launch.limits.describe(launch.slots)
     elif settings.trial_memory is not None:
