@@ -5,7 +5,8 @@
   completes; ``n_trials`` counts trials; the trials table has a row per attempt;
 * an exception, a NaN objective or the trial's own segfault is never retried;
 * a timed-out trial is retried when asked, and MLflow has a run per attempt;
-* ``trial_gpus``: distinct devices per slot; refused in one line without GPUs or with too few.
+* ``trial_gpus``: distinct devices per slot; refused in one line without GPUs or with too few;
+* an attempt interrupted with the sweep is a row of the trials table once the sweep resumes.
 """
 
 import json
@@ -207,3 +208,22 @@ def test_trial_cgroups_are_made_limited_and_read_in_a_delegated_tree(tmp_path):
     (tmp_path / "none").mkdir()
     (tmp_path / "none" / "cgroup.controllers").write_text("cpu pids\n")
     assert CgroupTrials.open(tmp_path / "none")[0] is None
+
+
+def test_an_attempt_interrupted_with_the_sweep_is_a_row_of_the_trials_table_after_resume(tmp_path):
+    sweep, log = tmp_path / "sweep", tmp_path / "jobs.log"
+    argv = toy_argv(sweep, log, "hydra.sweeper.n_trials=1", "sleep=3")
+    sweeper = subprocess.Popen(argv, cwd=tmp_path, env=toy_env(tmp_path), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (log.is_file() and log_lines(log, "pid")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sweeper.kill()  # the sweep dies (its trial with it)
+    sweeper.wait(timeout=30)
+    proc = toy(tmp_path, sweep, log, "hydra.sweeper.n_trials=1", "sleep=3")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (trial,) = state(sweep)
+    assert trial["status"] == "complete" and trial["attempts"] == 2
+    assert [a["status"] for a in trial["history"]] == ["interrupted"]
+    table = pd.read_csv(sweep / "trials.csv")
+    assert list(zip(table["attempt"], table["status"], strict=True)) == [(1, "interrupted"), (2, "complete")]
