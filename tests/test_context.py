@@ -38,8 +38,8 @@ def test_locate_prefers_the_config_then_the_given_environment_then_the_workdir_s
 
 
 def test_a_trials_identity_survives_the_trip_through_the_job_environment():
-    assert trial_identity(trial_environment(7, "abc123")) == TrialIdentity(7, "abc123")
-    assert trial_identity(trial_environment(0, None)) == TrialIdentity(0, None)
+    assert trial_identity(trial_environment(7, "abc123")) == TrialIdentity(7, "abc123", 1)
+    assert trial_identity(trial_environment(0, None, 3)) == TrialIdentity(0, None, 3)
     assert trial_identity({}) == TrialIdentity() and not TrialIdentity().in_sweep
     assert trial_identity({"QFRAME_TRIAL_NUMBER": "3"}) == TrialIdentity()  # not in a sweep without the marker
 

@@ -549,6 +549,22 @@ def run_sweep(case: Case, text: str, command: docs.Command) -> None:
 SMALL_STAGE_TRIALS = 2
 
 
+def run_gpu_sweep(case: Case, text: str, command: docs.Command) -> None:
+    """A sweep with ``hydra.sweeper.trial_gpus``: where this machine has too few GPUs, the one-line refusal (exit 2,
+    before any trial); where it has enough, a sweep like any other."""
+    from qframe.launch.devices import visible_devices
+
+    args = hydra_args(shlex.split(text))
+    needed = int(args["hydra.sweeper.trial_gpus"]) * int(args.get("hydra.sweeper.n_jobs", 1))
+    if len(visible_devices()) >= needed:
+        run_sweep(case, text, command)
+        return
+    proc = case.bash(text, TIMEOUT_RUN)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("qframe: error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "trial_gpus" in errors[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and not list(case.cwd.glob(".qframe/multirun/*/*/sweep_state.json"))
+
+
 def run_pipeline(case: Case, text: str, command: docs.Command) -> None:
     """A pipeline (``tuner=pipeline``): every stage 2 trials (a printed stage ``n_trials`` becomes 2), each model
     stage's model at test size (its ``overrides`` plus ``SMALL_MODEL``), a market the strategy's topk choices fit; the
@@ -820,6 +836,12 @@ RULES = [
         r"qframe (.* )?(-m|--multirun) (.* )?tuner=pipeline( .*)?",
         run_pipeline,
         "each stage 2 trials at test size (its model small); every stage finishes, the global best is the stages' best",
+    ),
+    Rule(
+        "qframe: a sweep with GPUs per trial",
+        r"qframe (.* )?(-m|--multirun) (.* )?hydra\.sweeper\.trial_gpus=\d+( .*)?",
+        run_gpu_sweep,
+        "without enough GPUs (this machine): the one-line refusal, exit 2, no sweep dir; with them: a sweep",
     ),
     Rule(
         "qframe: a sweep",

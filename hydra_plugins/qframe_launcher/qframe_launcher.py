@@ -64,6 +64,10 @@ class QFrameLauncher(Launcher):
     def kill_all(self) -> None:
         self.impl.kill_all()
 
+    def set_limits(self, limits: Any) -> None:
+        """Each job's memory limit from now on (:class:`qframe.launch.limits.TrialLimits`: qframe's sweeper)."""
+        self.impl.set_limits(limits)
+
     def preload_again(self) -> None:
         """The next job's config loads the shared inputs again (a pipeline's re-evaluating stage)."""
         self.impl.preload_again()

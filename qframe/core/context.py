@@ -18,6 +18,8 @@ from typing import Any
 SWEEP_ENV = "QFRAME_SWEEP"
 PARENT_RUN_ENV = "QFRAME_PARENT_RUN_ID"
 TRIAL_ENV = "QFRAME_TRIAL_NUMBER"
+#: a trial's attempt (1, then 2, ... when it is retried: qframe.tuning.retries)
+ATTEMPT_ENV = "QFRAME_TRIAL_ATTEMPT"
 #: MLflow's own variable for the tracking server, honoured when the config names none
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 #: the work directory when none is given (the config's ``workdir`` default reads it too: conf/config.yaml)
@@ -81,15 +83,16 @@ class TrialIdentity:
 
     number: int | None = None
     parent_run_id: str | None = None
+    attempt: int | None = None  # 1 for a trial's first attempt, more once it is retried
 
     @property
     def in_sweep(self) -> bool:
         return self.number is not None
 
 
-def trial_environment(number: int, parent_run_id: str | None) -> dict[str, str]:
+def trial_environment(number: int, parent_run_id: str | None, attempt: int = 1) -> dict[str, str]:
     """The environment variables that carry a trial's identity to its job, wherever the job runs."""
-    env = {SWEEP_ENV: "1", TRIAL_ENV: str(number)}
+    env = {SWEEP_ENV: "1", TRIAL_ENV: str(number), ATTEMPT_ENV: str(int(attempt))}
     if parent_run_id:
         env[PARENT_RUN_ENV] = parent_run_id
     return env
@@ -99,8 +102,12 @@ def trial_identity(environ: Mapping[str, str]) -> TrialIdentity:
     """The identity :func:`trial_environment` gave a job, read back from its environment."""
     if environ.get(SWEEP_ENV) != "1":
         return TrialIdentity()
-    number = environ.get(TRIAL_ENV, "")
-    return TrialIdentity(int(number) if number.isdigit() else -1, environ.get(PARENT_RUN_ENV) or None)
+    number, attempt = environ.get(TRIAL_ENV, ""), environ.get(ATTEMPT_ENV, "")
+    return TrialIdentity(
+        int(number) if number.isdigit() else -1,
+        environ.get(PARENT_RUN_ENV) or None,
+        int(attempt) if attempt.isdigit() else None,
+    )
 
 
 @dataclass

@@ -284,6 +284,8 @@ class DeferredRun:
             tags["mlflow.parentRunId"] = self.trial.parent_run_id
             if self.trial.number is not None:
                 tags["qframe.trial"] = str(self.trial.number)
+                if self.trial.attempt is not None:
+                    tags["qframe.attempt"] = str(self.trial.attempt)
         self.run = mlflow.start_run(experiment_id=self._experiment_id, run_name=self.run_name, tags=tags or None)
         if not self.trial.parent_run_id:  # a sweep's trials share the diff their parent run holds
             log_uncommitted_diff(lambda path: self._repository().log_artifact(str(path)), tags)

@@ -61,6 +61,9 @@ class Finished:
     started: float = 0.0
     ended: float = 0.0
     working_dir: str | None = None
+    # what ended it: "ok", "exception" (a message from the job), "signal" (``signum``), "exit", "timeout", "memory"
+    kind: str = "ok"
+    signum: int | None = None
 
 
 @dataclass
@@ -88,10 +91,19 @@ def preload(modules: Sequence[str]) -> None:
 
 
 def _child_main(
-    conn: Any, hydra_context: Any, task_function: Any, job: PlannedJob, idx: int, fast_path: bool, parent_pid: int
+    conn: Any,
+    hydra_context: Any,
+    task_function: Any,
+    job: PlannedJob,
+    idx: int,
+    fast_path: bool,
+    parent_pid: int,
+    limits: Any = None,
 ) -> None:
     """Body of a job's child process: finish the job's config, run it as Hydra's ``run_job`` would, report."""
     bind_to_parent(parent_pid)
+    if limits is not None:
+        limits.enter(idx)  # qframe.launch.limits: this process's memory limit
     status, payload, working_dir = "error", "no result", None
     try:
         from hydra.core.utils import setup_globals
@@ -149,6 +161,7 @@ class ForkRunner:
         self.composer = JobComposer(hydra_context.config_loader, config, fast_path=fast_path)
         # a task that prepares its jobs does so once, before the first fork
         self.prefork_pending = prefork and isinstance(task_function, ForkAwareTask)
+        self.limits: Any = None  # a qframe.launch.limits.TrialLimits: each job's memory limit (None: none)
 
     def submit(self, overrides: Sequence[str], idx: int, timeout: float | None = None) -> float:
         """Start job ``idx`` in a fresh child; return its start time (``time.time()``)."""
@@ -158,9 +171,20 @@ class ForkRunner:
         started = time.time()
         job = self.composer.plan(list(overrides))
         parent_conn, child_conn = self.ctx.Pipe(duplex=False)
+        if self.limits is not None:
+            self.limits.before_fork(idx)
         process = self.ctx.Process(
             target=_child_main,
-            args=(child_conn, self.hydra_context, self.task_function, job, idx, self.fast_path, os.getpid()),
+            args=(
+                child_conn,
+                self.hydra_context,
+                self.task_function,
+                job,
+                idx,
+                self.fast_path,
+                os.getpid(),
+                self.limits,
+            ),
             name=f"qframe-job-{idx}",
             daemon=False,
         )
@@ -259,27 +283,37 @@ class ForkRunner:
                 self.exiting.append((job.process, ended + EXIT_GRACE))
                 status, payload, working_dir = job.message
                 ok = status == "ok"
+                error = self._explain(idx, None if ok else str(payload))  # (a job's cgroup is released)
                 done.append(
                     Finished(
                         idx,
                         job.overrides,
                         ok,
                         value=payload if ok else None,
-                        error=None if ok else str(payload),
+                        error=error,
                         started=job.started,
                         ended=ended,
                         working_dir=working_dir,
+                        kind=_kind("ok" if ok else "exception", error),
                     )
                 )
                 continue
             job.process.join()
-            error = (
-                f"timed out after {job.timeout:g} s (killed)"
-                if job.killed_for_timeout
-                else _describe_exit(job.process.exitcode)
-            )
-            done.append(Finished(idx, job.overrides, False, error=error, started=job.started, ended=ended))
+            code = job.process.exitcode
+            if job.killed_for_timeout:
+                kind, error = "timeout", f"timed out after {job.timeout:g} s (killed)"
+            else:
+                kind, error = ("signal" if code is not None and code < 0 else "exit"), _describe_exit(code)
+            error = self._explain(idx, error)
+            signum = -code if code is not None and code < 0 else None
+            finished = Finished(idx, job.overrides, False, error=error, started=job.started, ended=ended)
+            finished.kind, finished.signum = _kind(kind, error), signum
+            done.append(finished)
         return done
+
+    def _explain(self, idx: int, error: str | None) -> str | None:
+        """``error``, or why the memory limit ended the job (:meth:`qframe.launch.limits.TrialLimits.explain`)."""
+        return self.limits.explain(idx, error) if self.limits is not None else error
 
     def _reap(self) -> None:
         """Join children that reported and have exited since; kill those that outlive the grace period."""
@@ -313,6 +347,12 @@ class ForkRunner:
                 kill_group(process.pid)
                 process.join(5)
         self.exiting = []
+        if self.limits is not None:
+            self.limits.close()
+
+
+def _kind(kind: str, error: str | None) -> str:
+    return "memory" if error is not None and error.startswith("memory limit exceeded") else kind
 
 
 def job_return(finished: Finished, config: Any) -> Any:

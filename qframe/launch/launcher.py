@@ -64,6 +64,10 @@ class ForkLauncher:
     def kill_all(self) -> None:
         self.runner.kill_all()
 
+    def set_limits(self, limits: Any) -> None:
+        """Put every job forked from now on under ``limits`` (a :class:`qframe.launch.limits.TrialLimits`)."""
+        self.runner.limits = limits
+
     def preload_again(self) -> None:
         """Load the jobs' shared inputs again, from the next submitted job's config: a pipeline stage whose trials
         read other inputs (a re-evaluation of recorded predictions). Jobs forked before keep what they had."""

@@ -56,6 +56,7 @@ class FailedTrial(NamedTuple):
 
     reason: str
     params: dict[str, str]  # the trial's searched params, by config key
+    attempt: int | None = None  # its last attempt (earlier ones were retried: qframe.tuning.retries)
 
 
 @_released
@@ -112,36 +113,53 @@ def log_best(uri: str, run_id: str, step: int, value: float, timestamp: float) -
 
 @_released
 def finish_parent(
-    uri: str, run_id: str, files: list[str], failed: dict[int, FailedTrial], interrupted: set[int], status: str
+    uri: str,
+    run_id: str,
+    files: list[str],
+    failed: dict[int, FailedTrial],
+    interrupted: set[int],
+    status: str,
+    retried: dict[tuple[int, int], str] | None = None,
 ) -> None:
     """Log the sweep's files, make every trial's run agree with the sweep's record (``failed``, and ``interrupted``:
-    running when the sweep was stopped, to be retried on resume), end the parent."""
+    running when the sweep was stopped, to be retried on resume; ``retried``: the reason of each earlier attempt, by
+    (trial, attempt)), end the parent."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
     for path in files:
         if Path(path).is_file():
             client.log_artifact(run_id, path)
-    _settle_trial_runs(client, run_id, failed, interrupted, "the sweep was stopped while it ran")
+    _settle_trial_runs(client, run_id, failed, interrupted, "the sweep was stopped while it ran", retried)
     client.set_terminated(run_id, status)
 
 
 def _settle_trial_runs(
-    client: Any, run_id: str, failed: dict[int, FailedTrial], interrupted: set[int], why_interrupted: str
+    client: Any,
+    run_id: str,
+    failed: dict[int, FailedTrial],
+    interrupted: set[int],
+    why_interrupted: str,
+    retried: dict[tuple[int, int], str] | None = None,
 ) -> None:
     """Make the trial runs under ``run_id`` say what the sweep recorded: each failed trial's latest run FAILED with
     the sweep's reason and the trial's params (a run created for a trial that died before starting one); an
     interrupted trial's KILLED (``why_interrupted``); any other run still RUNNING (an earlier attempt of a retried
-    trial, whose process died) FAILED."""
+    trial, whose process died) FAILED: with its reason where ``retried`` has it (by trial and attempt)."""
     parent = client.get_run(run_id)
     children = client.search_runs(
         [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'", max_results=5000
     )
-    latest: dict[int, Any] = {}  # a trial retried after the sweep died has a run per attempt: the last one counts
+    retried = retried or {}
+    latest: dict[int, Any] = {}  # a retried trial has a run per attempt: its last attempt's counts
     for child in sorted(children, key=lambda run: run.info.start_time or 0):
-        trial = child.data.tags.get("qframe.trial", "")
-        if trial.isdigit():
-            latest[int(trial)] = child
+        trial, attempt = child.data.tags.get("qframe.trial", ""), child.data.tags.get("qframe.attempt", "")
+        if not trial.isdigit():
+            continue
+        last = failed[int(trial)].attempt if int(trial) in failed else None
+        if attempt.isdigit() and (int(trial), int(attempt)) in retried or (last and attempt and attempt != str(last)):
+            continue  # an earlier attempt's run
+        latest[int(trial)] = child
     for number, record in failed.items():
         run = latest.get(number)
         if run is None:  # killed before it could start its run (while loading inputs, say)
@@ -157,6 +175,12 @@ def _settle_trial_runs(
         if child.info.run_id in stopped:
             client.set_tag(child.info.run_id, "qframe.error", f"interrupted: {why_interrupted}")
             client.set_terminated(child.info.run_id, "KILLED")
+            continue
+        key = (child.data.tags.get("qframe.trial", ""), child.data.tags.get("qframe.attempt", ""))
+        reason = retried.get((int(key[0]), int(key[1]))) if key[0].isdigit() and key[1].isdigit() else None
+        if reason is not None:
+            client.set_tag(child.info.run_id, "qframe.error", f"retried: {reason}"[:5000])
+            client.set_terminated(child.info.run_id, "FAILED")
         else:
             client.set_tag(child.info.run_id, "qframe.error", "the trial's process died")
             client.set_terminated(child.info.run_id, "FAILED")
@@ -299,13 +323,16 @@ def finish_sweep_run(parent: ParentRun, state: SweepState, paths: dict[str, Path
     """End the parent run with the sweep's output files; each failed trial's run FAILED with its reason and
     params, each interrupted one's KILLED."""
     files = [str(paths[k]) for k in ("results", "parquet", "csv", "history")]
-    finish_parent(parent.uri, parent.run_id, files, *_trial_records(state), status)
+    retried = {(t.number, int(a["attempt"])): str(a["error"]) for t in state.trials for a in t.history}
+    finish_parent(parent.uri, parent.run_id, files, *_trial_records(state), status, retried)
 
 
 def _trial_records(state: SweepState) -> tuple[dict[int, FailedTrial], set[int]]:
     """What the runs must agree with: each failed trial's reason and params, and the trials still running."""
     failed = {
-        t.number: FailedTrial(t.error or "failed", {k.lstrip("+~"): str(v)[:6000] for k, v in t.params.items()})
+        t.number: FailedTrial(
+            t.error or "failed", {k.lstrip("+~"): str(v)[:6000] for k, v in t.params.items()}, t.attempts
+        )
         for t in state.trials
         if t.status == "failed"
     }

@@ -63,12 +63,21 @@ def best_command(space: Space, trial: Trial, program: str = "qframe") -> str:
 
 
 def trials_frame(state: SweepState) -> Any:
+    """A row per attempt of each trial: its earlier attempts (status ``retried`` or ``interrupted``), then its last
+    (the trial's status); a trial never retried has one row."""
     import pandas as pd
 
     rows = []
     for t in state.trials:
-        row = {"trial": t.number, "job": t.job, "status": t.status, "objective": t.value}
-        row.update({f"params.{k}": v for k, v in t.params.items()})
+        params = {f"params.{k}": v for k, v in t.params.items()}
+        for a in t.history:
+            started, ended = a.get("started"), a.get("ended")
+            duration = None if started is None or ended is None else ended - started
+            row = {"trial": t.number, "attempt": a["attempt"], "job": a["job"], "status": a["status"]}
+            row.update({"objective": None, **params, "duration_s": duration, "started": started, "ended": ended})
+            rows.append({**row, "error": a.get("error")})
+        row = {"trial": t.number, "attempt": t.attempts, "job": t.job, "status": t.status, "objective": t.value}
+        row.update(params)
         row.update({"duration_s": t.duration, "started": t.started, "ended": t.ended, "error": t.error})
         rows.append(row)
     frame = pd.DataFrame(rows)
@@ -206,8 +215,9 @@ class Progress:
         best_txt = _fmt(best.value) if best else "-"
         label = f"[cyan]{escape(self.label)}[/] " if self.label else ""
         extra = f" | {escape(self.extra())}" if self.extra is not None else ""
+        attempt = f" attempt {trial.attempts}" if trial.attempts > 1 else ""  # a retried trial
         self.console.print(
-            f"{label}[bold]trial {trial.number}[/] [{done}/{self.n_trials}] job {trial.job} {result} | best "
+            f"{label}[bold]trial {trial.number}[/] [{done}/{self.n_trials}] job {trial.job}{attempt} {result} | best "
             f"{best_txt}{extra} | failed {counts['failed']} | eta {eta:.0f}s | {params}",
             soft_wrap=True,
         )

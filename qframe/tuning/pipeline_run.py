@@ -280,10 +280,8 @@ class PipelineSweep:
             f"{self.launch.slots} at a time -> {sweep_dir}",
             soft_wrap=True,
         )
-        if self.launch.threads is not None:
-            from qframe.launch.threads import describe
-
-            self.console.print(describe(self.launch.slots, self.launch.threads), soft_wrap=True)
+        for line in self.launch.start_lines():  # threads, memory and GPUs of each trial
+            self.console.print(line, soft_wrap=True)
         failed: str | None = None
         status = "FINISHED"
         try:

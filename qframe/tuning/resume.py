@@ -207,13 +207,20 @@ class StateChooser:
 def restore_history(state: SweepState, optimizer: Any, settings: SweepSettings) -> list[Trial]:
     """Tell ``optimizer`` every trial of ``state``; return the trials to run again.
 
-    A trial that was running when the sweep died is run again once (pending for the algorithm meanwhile); one that
-    was interrupted twice is failed.
+    A trial that was running when the sweep died is run again once (pending for the algorithm meanwhile; its
+    interrupted attempt kept in its history); one that was interrupted twice is failed. A trial that waited for a
+    retry of a transient failure (:mod:`qframe.tuning.retries`) is run again too.
     """
+    from qframe.tuning.retries import attempt_record
+
     retry: list[Trial] = []
     for trial in state.trials:
         if trial.status == "running":
-            if trial.attempts < 2:
+            queued = bool(trial.history) and trial.history[-1]["attempt"] == trial.attempts  # waited for a retry
+            if queued or not any(a["status"] == "interrupted" for a in trial.history):
+                if not queued:
+                    why = "interrupted: the sweep died while it ran"
+                    trial.history.append(attempt_record(trial, why, None, trial.working_dir, "interrupted"))
                 retry.append(trial)
                 optimizer.restore(trial.number, trial.vals, None, running=True)
                 continue

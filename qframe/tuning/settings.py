@@ -47,6 +47,18 @@ class SweepSettings:
     # seconds before a trial is stopped and recorded as failed (null: no limit): killed by hydra/launcher=qframe,
     # interrupted by an alarm in the job with other launchers
     trial_timeout: Any = None
+    # memory per trial, enforced by the operating system (cgroup v2 where this process has a delegated one, else an
+    # address-space limit) with hydra/launcher=qframe: a size (4GB, 512MB), auto (75% of this machine's memory
+    # divided by n_jobs) or null (no limit); a trial above it fails as "memory limit exceeded (4 GB)"
+    trial_memory: Any = "auto"
+    # GPUs per trial: each slot gets its own (CUDA_VISIBLE_DEVICES), never shared; n_jobs * trial_gpus GPUs needed
+    trial_gpus: int = 0
+    # times a trial that failed for a transient reason is run again (same number and params, a new attempt): its
+    # process killed by a signal from outside (not its own segfault or abort), a lost worker; never an exception of
+    # the trial's code or a NaN objective. Attempts do not count as trials
+    max_retries: int = 0
+    # a trial killed for trial_timeout counts as transient too (retried)
+    retry_timeouts: bool = False
     # key: grammar, e.g. model.learning_rate: tag(log, interval(0.005, 0.3))
     params: Any = None
     # named search spaces registered by plugins (`qframe plugins`), merged before params
@@ -77,6 +89,16 @@ class SweepSettings:
             raise ConfigError(f"hydra.sweeper.n_startup_trials must be >= 1 or null, got {self.n_startup_trials}")
         if self.trial_timeout is not None and float(self.trial_timeout) <= 0:
             raise ConfigError(f"hydra.sweeper.trial_timeout must be > 0 seconds or null, got {self.trial_timeout}")
+        if int(self.max_retries) < 0:
+            raise ConfigError(f"hydra.sweeper.max_retries must be >= 0, got {self.max_retries}")
+        if int(self.trial_gpus) != 0:
+            from qframe.launch.devices import DeviceSlots
+
+            DeviceSlots(int(self.trial_gpus), int(self.n_jobs))  # too few GPUs (or none): one line, before any work
+        if self.trial_memory is not None and str(self.trial_memory).strip().lower() != "auto":
+            from qframe.launch.limits import resolve_memory
+
+            resolve_memory(self.trial_memory, int(self.n_jobs))  # a size that does not parse: one line
 
     def loss(self, value: float) -> float:
         """The objective as the loss the search algorithm minimises."""

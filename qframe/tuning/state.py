@@ -44,6 +44,9 @@ class Trial:
     attempts: int = 1
     working_dir: str | None = None
     owner: dict[str, Any] | None = None  # while running: {host, sweep_pid, pid, pid_started, since} (None: unknown)
+    # its earlier attempts (qframe.tuning.retries): {attempt, job, status ("retried", "interrupted"), error, started,
+    # ended, working_dir}, oldest first
+    history: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def duration(self) -> float | None:

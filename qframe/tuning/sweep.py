@@ -18,6 +18,10 @@
   (:mod:`qframe.launch.interrupts`).
 * Threads: with ``k`` trials at a time on ``c`` cores, each trial's model gets ``max(1, c // k)`` threads unless
   ``model.num_threads`` is set (:mod:`qframe.launch.threads`).
+* Resources: each trial's memory is limited by the operating system (``trial_memory``: :mod:`qframe.launch.limits`)
+  and each slot gets GPUs of its own (``trial_gpus``: :mod:`qframe.launch.devices`).
+* Retries: a trial that failed transiently (killed from outside, a lost worker) runs again, up to ``max_retries``
+  times, under its number and params; every attempt is recorded (:mod:`~qframe.tuning.retries`).
 
 This module puts the steps in order; each has its own: the settings (:mod:`~qframe.tuning.settings`), the
 objective, search space and sweep dir in Hydra's config (:mod:`~qframe.tuning.sweep_config`), the state to run
@@ -161,10 +165,8 @@ class HyperoptSweep:
         progress = Progress(int(settings.n_trials), settings.direction)
         if chosen.resumed:
             progress.console.print(resuming_line(state, sweep_dir, int(settings.n_trials), len(retry)), soft_wrap=True)
-        if launch.threads is not None:
-            from qframe.launch.threads import describe
-
-            progress.console.print(describe(launch.slots, launch.threads), soft_wrap=True)
+        for line in launch.start_lines():  # threads, memory and GPUs of each trial
+            progress.console.print(line, soft_wrap=True)
         loop = TrialLoop(settings, state, state_path, space, optimizer, retry, launch, tracking, progress)
         try:
             stopped = loop.run()

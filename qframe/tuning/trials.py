@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from qframe.launch.forking import Finished
 from qframe.launch.protocols import JobSubmitter
 from qframe.tuning.launching import TrialLauncher
 from qframe.tuning.mlflow_parent import ParentRun
@@ -45,7 +46,7 @@ class TrialLoop:
         self.state_path = state_path
         self.space = space
         self.optimizer = optimizer
-        self.retry = retry  # trials interrupted by the sweep's death, run again first
+        self.retry = retry  # trials interrupted by the sweep's death or failed transiently, run again first
         self.launch = launch
         self.tracking = tracking
         self.threads = launch.threads
@@ -97,7 +98,8 @@ class TrialLoop:
         timeout = float(self.settings.trial_timeout) if self.settings.trial_timeout else None
         trial = self._new_trial()
         trial.status = "running"
-        overrides = self._overrides(self.space, trial) + self.extra_overrides
+        gpus = self.launch.devices.acquire(trial.job) if self.launch.devices is not None else None
+        overrides = self._overrides(self.space, trial, gpus) + self.extra_overrides
         trial.started = submitter.submit(overrides, trial.job, timeout)
         trial.owner = trial_owner(submitter, trial.job)  # a resumed sweep checks this process is gone
         self.running[trial.job] = trial
@@ -107,7 +109,11 @@ class TrialLoop:
     def finish(self, finished: Any) -> Trial:
         """Record a finished job (a ``Finished`` of this loop's trial)."""
         trial = self.running.pop(finished.idx)
+        if self.launch.devices is not None:
+            self.launch.devices.release(finished.idx)
         trial.started = finished.started
+        if self._retried(trial, finished):
+            return trial
         self._record(trial, finished.ok, finished.value, finished.error, finished.ended, finished.working_dir)
         if self.running and self._stopping() and not self._announced:
             self._announced = True
@@ -116,6 +122,27 @@ class TrialLoop:
                 soft_wrap=True,
             )
         return trial
+
+    def _retried(self, trial: Trial, finished: Any) -> bool:
+        """Whether ``trial``'s attempt that ended as ``finished`` failed transiently and is run again (it waits,
+        pending for the algorithm, at the front of :attr:`retry`); its attempt is recorded in its history."""
+        from qframe.tuning.retries import attempt_record, may_retry
+
+        if not may_retry(trial, finished, self.settings):
+            return False
+        reason = _first_line(finished.error)
+        trial.history.append(attempt_record(trial, reason, finished.ended, finished.working_dir))
+        trial.owner = None
+        self.retry.insert(0, trial)
+        self.state.save(self.state_path)
+        self.progress.console.print(
+            f"trial {trial.number} attempt {trial.attempts} (job {trial.job}) failed transiently ({reason}): "
+            f"retried ({len([a for a in trial.history if a['status'] == 'retried'])} of "
+            f"max_retries={int(self.settings.max_retries)})",
+            soft_wrap=True,
+            markup=False,
+        )
+        return True
 
     def _run_batches(self) -> None:
         from qframe.launch.hydra_compat import choose_path, job_outcome
@@ -127,12 +154,20 @@ class TrialLoop:
             for trial in batch:
                 trial.status, trial.started = "running", started
             self.state.save(self.state_path)
-            overrides = [self._overrides(self.space, trial) + self.extra_overrides for trial in batch]
+            devices = self.launch.devices
+            gpus = [devices.acquire(t.job) if devices is not None else None for t in batch]
+            pairs = zip(batch, gpus, strict=True)
+            overrides = [self._overrides(self.space, t, g) + self.extra_overrides for t, g in pairs]
             returns = self.launch.launcher.launch(overrides, initial_job_idx=batch[0].job)
             ended = time.time()
             for trial, ret in zip(batch, returns, strict=True):
+                if devices is not None:
+                    devices.release(trial.job)
                 ok, result = job_outcome(ret, fast)
                 error = None if ok else f"{type(result).__name__}: {result}"
+                finished = Finished(trial.job, [], ok, error=error, started=started, ended=ended, kind="exception")
+                if not ok and self._retried(trial, finished):
+                    continue
                 self._record(trial, ok, result if ok else None, error, ended, _job_dir(ret))
 
     def _remaining(self, running: int) -> int:
@@ -182,18 +217,23 @@ class TrialLoop:
             log_best_so_far(self.tracking, trial.number, best, ended)
         self.progress.trial(self.state, trial)
 
-    def _overrides(self, space: Space, trial: Trial) -> list[str]:
+    def _overrides(self, space: Space, trial: Trial, gpus: str | None = None) -> list[str]:
         """The trial's overrides, and its identity as environment variables of the job.
 
         ``hydra.job.env_set`` reaches the job on every launcher (forked, in-process, joblib, Ray, Slurm), unlike
         this process's own environment; as a ``hydra.*`` override it stays out of the trial's task overrides.
         """
         from qframe.core.context import trial_environment
+        from qframe.launch.devices import VISIBLE_ENV
         from qframe.launch.threads import THREADS_ENV
 
-        env = trial_environment(trial.number, self.tracking.run_id if self.tracking is not None else None)
+        env = trial_environment(
+            trial.number, self.tracking.run_id if self.tracking is not None else None, trial.attempts
+        )
         if self.threads is not None:
             env[THREADS_ENV] = str(self.threads)
+        if gpus is not None:
+            env[VISIBLE_ENV] = gpus
         identity = [f"++hydra.job.env_set.{k}={format_value(v)}" for k, v in env.items()]
         return space.overrides(trial.params) + identity
 

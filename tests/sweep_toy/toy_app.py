@@ -32,6 +32,8 @@ def run(cfg: DictConfig):
             fh.write(f"start {job} {cfg.x!r} {cfg.y!r} {time.time()}\n")
             # the thread count the sweeper/launcher passed to the job ("-": none)
             fh.write(f"threads {job} {os.environ.get('QFRAME_THREADS', '-')}\n")
+            # the job's process (a test kills it from outside) and its GPUs ("-": none given)
+            fh.write(f"pid {job} {os.getpid()} {os.environ.get('CUDA_VISIBLE_DEVICES', '-')}\n")
     time.sleep(cfg.sleep)
     mode = cfg.failures[job] if job < len(cfg.failures) else cfg.mode
     if mode == "raise":
@@ -44,6 +46,10 @@ def run(cfg: DictConfig):
         os.kill(os.getpid(), signal.SIGSEGV)
     if mode == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if mode == "alloc":  # cfg.alloc_mb of memory, written (resident), held while the job sleeps
+        held = b"\x01" * (int(cfg.alloc_mb) * 1024 * 1024)
+        time.sleep(cfg.sleep)
+        del held
     if mode == "hang":
         time.sleep(60)
     if mode == "spawn_hang":  # a process of its own (the job's group), then a hang
