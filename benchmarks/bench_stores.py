@@ -46,7 +46,7 @@ def store(kind: str, root: Path) -> Iterator[str]:
         if kind == "postgres":
             yield database
         else:
-            with services.mlflow_server(database, root / "server.log", root / "served") as server:
+            with services.mlflow_server(database, root / "server.log", root / "served", workers=2) as server:
                 yield server.url
 
 

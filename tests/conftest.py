@@ -7,7 +7,8 @@ import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-FIXTURE = Path(__file__).parent / "fixtures" / "qlib_small"
+TESTS = Path(__file__).resolve().parent
+FIXTURE = TESTS / "fixtures" / "qlib_small"
 
 
 def random_market(n_days: int = 200, n_inst: int = 12, seed: int = 0):
@@ -45,3 +46,54 @@ def _no_tracking_uri_from_earlier_tests(monkeypatch):
     """``mlflow.set_tracking_uri`` (called by every in-process run) also sets ``MLFLOW_TRACKING_URI`` in this
     process's environment: without this, a test would find the store of whichever in-process run came before it."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+@pytest.hookimpl(trylast=True)  # after the -k/-m deselection and after xdist's own hook
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests sharing an expensive fixture run on one xdist worker (``--dist loadgroup``), so it is built once.
+
+    The rule: a test that uses a module-scoped fixture defined under ``tests/`` goes to the group of its module
+    (the file's path); else one using a session-scoped one defined here goes to ``session:<fixture name>``.
+    Without this, the two workers would each build it (``--dist load`` deals tests out one by one), and a worker
+    tears a module fixture down and rebuilds it whenever tests of other modules run in between. A test with its
+    own ``@pytest.mark.xdist_group(...)`` keeps it: mark a test that reaches a shared fixture only through
+    ``request.getfixturevalue`` (as tests/test_readme.py does) by hand. Tests in no group are dealt out as before.
+    """
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            group = _shared_fixture_group(item)
+            if group is not None:
+                item.add_marker(pytest.mark.xdist_group(group))
+    if config.getoption("loadgroup", False):  # set on an xdist worker under --dist loadgroup
+        for item in items:
+            _group_suffix(item)
+
+
+def _shared_fixture_group(item: pytest.Item) -> str | None:
+    info = getattr(item, "_fixtureinfo", None)
+    group = None
+    for name in sorted(info.name2fixturedefs if info else ()):
+        fixturedef = info.name2fixturedefs[name][-1]
+        if fixturedef.scope not in ("module", "session"):
+            continue
+        code = getattr(fixturedef.func, "__code__", None)  # pytest's own (tmp_path_factory ...) are not here
+        if code is None or not Path(code.co_filename).resolve().is_relative_to(TESTS):
+            continue
+        if fixturedef.scope == "module":
+            return item.nodeid.split("::", 1)[0]
+        group = group or f"session:{name}"
+    return group
+
+
+def _group_suffix(item: pytest.Item) -> None:
+    """What xdist's loadgroup does (``<nodeid>@<group>``: the scheduler keeps one group on one worker), done here:
+    xdist 3.8 sets ``item._nodeid``, which pytest 9 no longer reads (its id is ``item._id``), so without this every
+    group would be dealt out test by test. A nodeid that already has the suffix (a fixed xdist) is left alone."""
+    names = sorted(
+        {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")}
+    )
+    if not names or "@" in item.nodeid:
+        return
+    from _pytest.nodeid import NodeId
+
+    item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(names)}")

@@ -1,7 +1,6 @@
 """The ``qframe`` command end to end, in subprocesses, with the MLflow run read back."""
 
 import os
-import re
 import subprocess
 import sys
 import zipfile
@@ -141,14 +140,6 @@ def test_cfg_job_prints_composed_config(tmp_path):
     proc = qframe(["--cfg", "job", "model=linear"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "name: linear" in proc.stdout and "name: topk_dropout" in proc.stdout and "name: synthetic" in proc.stdout
-
-
-def test_help_lists_config_groups(tmp_path):
-    proc = qframe(["--help"], cwd=tmp_path)
-    assert proc.returncode == 0
-    groups = dict(line.split(": ", 1) for line in proc.stdout.splitlines() if re.match(r"^\w+: \w", line))
-    assert {"lightgbm", "linear"} <= set(groups["model"].split(", "))
-    assert groups["dataset"].split(", ") == ["csv", "qlib", "synthetic"]
 
 
 def one_line_error(proc, *needles):

@@ -6,6 +6,7 @@ Every case runs the real ``qframe`` command in a subprocess from a fresh directo
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -182,9 +183,15 @@ def test_segments_partial_settings_are_derived_and_overlap_refused(tmp_path):
 def test_version_and_help(tmp_path):
     version = qframe(["--version"], cwd=tmp_path)
     assert version.returncode == 0 and version.stdout.startswith("qframe 0."), version.stdout
-    helptext = qframe(["--help"], cwd=tmp_path).stdout
+    help_proc = qframe(["--help"], cwd=tmp_path)
+    assert help_proc.returncode == 0, help_proc.stderr[-2000:]
+    helptext = help_proc.stdout
     for needle in ("qframe -m", "qframe plugins", "qframe cache", "-sc install=bash", "--version"):
         assert needle in helptext
+    # the config groups, each with its options (every group against conf/: the README's `qframe --help` case)
+    groups = dict(line.split(": ", 1) for line in helptext.splitlines() if re.match(r"^\w+: \w", line))
+    assert {"lightgbm", "linear"} <= set(groups["model"].split(", "))
+    assert groups["dataset"].split(", ") == ["csv", "qlib", "synthetic"]
 
 
 def test_progress_recorder_and_cache_of_a_fresh_directory(tmp_path):

@@ -942,21 +942,47 @@ def default_run(tmp_path_factory):
     return {"proc": proc, "cwd": case.cwd, "seconds": time.monotonic() - start}
 
 
-@pytest.mark.parametrize("item", COMMANDS, ids=[_id(c) for c in COMMANDS])
+def steps_for(command: docs.Command) -> list[tuple[Rule, str]] | None:
+    """``(rule, part)`` for each part of the command line in order; None when a part has no rule."""
+    rule = rule_for(command.text, command, whole_line=True)
+    if rule:
+        return [(rule, command.text)]
+    steps = []
+    for part in docs.split_and(command.text):
+        rule = rule_for(part, command)
+        if rule is None:
+            return None
+        steps.append((rule, part))
+    return steps
+
+
+#: the xdist group (tests/conftest.py) of a case whose action reaches a session fixture through
+#: ``request.getfixturevalue``, which conftest's rule cannot see: such cases run on one worker, so the fixture is
+#: made once (the full-size default run is the suite's longest process). The names are conftest's, so a test taking
+#: the fixture as an argument (test_sample_output) joins the same group
+SHARED_RUN_GROUPS = {run_default: "session:default_run"} | dict.fromkeys(
+    (run_runs, run_cache, run_mlflow_ui), "session:small_run_workdir"
+)
+
+
+def _param(item: tuple[docs.Command, bool]):
+    command, plugged = item
+    actions = [rule.action for rule, _ in steps_for(command) or []]
+    if plugged and run_default in actions:
+        actions.remove(run_default)  # with the plugin on PYTHONPATH, run_default runs qframe itself
+    groups = {SHARED_RUN_GROUPS[a] for a in actions if a in SHARED_RUN_GROUPS}
+    marks = [pytest.mark.xdist_group(g) for g in sorted(groups)[:1]]
+    return pytest.param(item, marks=marks, id=_id(item))
+
+
+@pytest.mark.parametrize("item", [_param(c) for c in COMMANDS])
 def test_documented_command(item, tmp_path, request):
     command, plugged = item
     where = ", ".join([command.where, *command.also])
     case = Case(tmp_path, request)
-    steps = []
-    rule = rule_for(command.text, command, whole_line=True)
-    if rule:
-        steps = [(rule, command.text)]
-    else:
-        for part in docs.split_and(command.text):
-            rule = rule_for(part, command)
-            if rule is None:
-                pytest.fail(f"README command not covered by tests/test_readme.py: {command.text}  ({where})")
-            steps.append((rule, part))
+    steps = steps_for(command)
+    if steps is None:
+        pytest.fail(f"README command not covered by tests/test_readme.py: {command.text}  ({where})")
     if plugged:
         install_example_plugin(case, f"pip install {EXAMPLE.relative_to(ROOT)}", command)
     for rule, part in steps:

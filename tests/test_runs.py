@@ -37,10 +37,13 @@ def workdir(tmp_path_factory) -> Path:
     """A store with three real small runs: two ridge runs (alpha 0.1 and 10) and a LightGBM one."""
     root = tmp_path_factory.mktemp("runs")
     wd = root / ".qframe"
+    # no random-score controls (no test here reads them); the ridge runs keep their plots (a plots/ folder to list)
+    # and differ only in alpha (what compare shows)
+    lean = ["evaluation.controls.enabled=false"]
     for name, extra in (
-        ("ridge-a", ["model=linear"]),
-        ("ridge-b", ["model=linear", "model.alpha=10"]),
-        ("trees", ["model=lightgbm_small", "model.num_boost_round=20"]),
+        ("ridge-a", ["model=linear", *lean]),
+        ("ridge-b", ["model=linear", "model.alpha=10", *lean]),
+        ("trees", ["model=lightgbm_small", "model.num_boost_round=20", *lean, "recording.plots=false"]),
     ):
         proc = qframe_cmd([*SMALL, *extra, f"run_name={name}", f"workdir={wd}"], root)
         assert proc.returncode == 0, proc.stderr[-3000:]

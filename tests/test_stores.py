@@ -28,6 +28,9 @@ SMALL = [
     "strategy.topk=5",
     "strategy.n_drop=1",
     "model=linear",
+    # what these tests look at is where runs and artifacts land, not the summary: no random-score controls, no plots
+    "evaluation.controls.enabled=false",
+    "recording.plots=false",
 ]
 #: a hyperopt sweep of two trials over the ridge penalty
 SWEEP = ["-m", "hydra/sweeper=hyperopt", "hydra.sweeper.n_trials=2", "model.alpha=interval(0.1,10)"]

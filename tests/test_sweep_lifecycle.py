@@ -175,7 +175,8 @@ def test_two_sweeps_of_one_dir_one_runs_the_other_gets_one_line(tmp_path):
 
 def test_concurrent_single_runs_get_their_own_output_dirs(tmp_path):
     marker = uuid.uuid4().hex
-    argv = [sys.executable, "-m", "qframe", *MARKET]
+    # the output directories are what is tested: no random-score controls or plots in the 8 runs
+    argv = [sys.executable, "-m", "qframe", *MARKET, "evaluation.controls.enabled=false", "recording.plots=false"]
     procs = [
         subprocess.Popen(argv, cwd=tmp_path, env=env(marker), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(8)

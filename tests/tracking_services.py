@@ -109,9 +109,12 @@ class Server(NamedTuple):
 
 
 @contextlib.contextmanager
-def mlflow_server(backend_uri: str, log: Path, artifacts: Path | None) -> Iterator[Server]:
+def mlflow_server(backend_uri: str, log: Path, artifacts: Path | None, workers: int = 1) -> Iterator[Server]:
     """``mlflow server`` on 127.0.0.1 and a free port, serving ``artifacts`` (None: ``--no-serve-artifacts``);
-    yields it once ``/health`` answers; stops it and its workers (its whole process group) afterwards."""
+    yields it once ``/health`` answers; stops it and its workers (its whole process group) afterwards.
+
+    One worker by default: each is a process importing MLflow (seconds on a loaded 2-core machine), and a test's
+    writers are a handful."""
     port = free_port()
     serving = (
         ["--serve-artifacts", "--artifacts-destination", str(artifacts)] if artifacts else ["--no-serve-artifacts"]
@@ -127,7 +130,7 @@ def mlflow_server(backend_uri: str, log: Path, artifacts: Path | None) -> Iterat
         "--port",
         str(port),
         "--workers",
-        "2",
+        str(workers),
     ]
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
     with log.open("w") as out:
