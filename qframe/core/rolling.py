@@ -135,8 +135,8 @@ def load_inputs(
     windows, (lo, hi), horizon = plan(cfg, market.calendar)
     cal = market.calendar
     progress.start("windows", f"{len(windows)} windows")
-    first, last = windows[0].describe(cal), windows[-1].describe(cal)
-    progress.finish(f"{len(windows)} windows, test {cal[lo].date()}..{cal[hi - 1].date()}; first train {first['train']}")
+    first = windows[0].describe(cal)["train"]
+    progress.finish(f"{len(windows)} windows, test {cal[lo].date()}..{cal[hi - 1].date()}; first train {first}")
     bounds = {
         "train": (cal[windows[0].train[0]], cal[windows[-1].train[1] - 1]),
         "valid": (cal[windows[0].valid[0]], cal[windows[-1].valid[1] - 1]),
