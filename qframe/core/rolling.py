@@ -387,6 +387,7 @@ def fit_predict(
         "windows": len(inputs.windows),
         "windows_skipped": len(failures),
         "windows_resumed": resumed,
+        "executor": executor,
         "window_mode": trainer.get("window", "sliding"),
         "step": trainer.get("step"),
     }
