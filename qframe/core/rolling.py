@@ -411,7 +411,8 @@ def _window_table(
             label = inputs.raw_test_label.reindex(scores.index)
             _, summary = signal_analysis(scores, label)
             row.update(status="done", IC=summary["IC"], RankIC=summary["Rank IC"], predictions=len(scores))
-            row.update(fit_seconds=info.get("fit_seconds"), train_rows=info.get("train_rows"))
+            row.update(fit_seconds=info.get("fit_seconds"), predict_seconds=info.get("predict_seconds"))
+            row.update(train_rows=info.get("train_rows"))
         else:
             row.update(status="failed" if w.index in failures else "not run", error=failures.get(w.index, ""))
         row["seconds"] = seconds.get(w.index)
