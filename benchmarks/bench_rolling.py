@@ -61,9 +61,10 @@ def main() -> None:
     single = run(base)
     rolling = {s: run([*base, "trainer=rolling", "trainer.step=60", f"trainer.slots={s}"]) for s in (1, 2)}
     fixed = single["wall"] - single["model_seconds"]
+    stages = {k: round(v, 2) for k, v in single["timings"].items()}
     print(
         f"single run (warm): wall {single['wall']:.2f} s, fit + predict {single['model_seconds']:.2f} s, "
-        f"peak RSS {single['rss_self_mb']:.0f} MB; stages {json.dumps({k: round(v, 2) for k, v in single['timings'].items()})}"
+        f"peak RSS {single['rss_self_mb']:.0f} MB; stages {json.dumps(stages)}"
     )
     for slots, r in rolling.items():
         n = r["windows"]
@@ -72,7 +73,8 @@ def main() -> None:
         per_min = n / (r["timings"]["fit"] / 60)
         print(
             f"rolling, {slots} slot(s): {n} windows, wall {r['wall']:.2f} s, windows' fit + predict "
-            f"{r['model_seconds']:.2f} s, framework cost {cost:.2f} s/window, windows stage {r['timings']['fit']:.2f} s "
+            f"{r['model_seconds']:.2f} s, framework cost {cost:.2f} s/window, "
+            f"windows stage {r['timings']['fit']:.2f} s "
             f"({per_min:.1f} windows/min), peak RSS {r['rss_self_mb']:.0f} MB (run) / {r['rss_children_mb']:.0f} MB "
             f"(largest window job) = {peak / single['rss_self_mb']:.2f}x the single run; objective {r['objective']:.4f}"
         )
