@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qframe.core.errors import ConfigError, QFrameError
+from qframe.core.errors import ConfigError, QFrameError, reject_unknown_params
 from qframe.core.panel import Panel
 from qframe.core.progress import Progress
-from qframe.core.registry import Registry
-from qframe.core.windows import FAILURE_MODES, Window, check_windows, rolling_windows, trainer_settings
+from qframe.core.registry import Registry, accepted_parameters
+from qframe.core.windows import FAILURE_MODES, Window, check_windows, trainer_settings
 
 TRAINERS = ("single", "rolling")
 EXECUTORS = ("auto", "fork", "ray")
@@ -95,12 +95,16 @@ class RollingInputs:
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
-def plan(cfg: dict[str, Any], calendar: pd.DatetimeIndex) -> tuple[list[Window], tuple[int, int], int]:
-    """The study's windows on ``calendar``, its out-of-sample span (positions) and the label horizon.
+def plan(
+    cfg: dict[str, Any], calendar: pd.DatetimeIndex, registry: Registry | None = None
+) -> tuple[list[Window], tuple[int, int], int]:
+    """The study's windows on ``calendar`` (from the ``trainer.generator`` registered by
+    ``register_task_generators``), its out-of-sample span (positions) and the label horizon.
 
     The span is the test segment of ``segments`` (the single run's: both are judged on the same days).
     """
     from qframe.core.handler import label_horizon, resolve_segments
+    from qframe.core.registry import get_registry
 
     horizon = label_horizon(cfg["handler"].get("label") or {})
     test_lo, test_hi = resolve_segments(calendar, cfg.get("segments") or {})["test"]
@@ -110,11 +114,13 @@ def plan(cfg: dict[str, Any], calendar: pd.DatetimeIndex) -> tuple[list[Window],
         int(np.searchsorted(dates, test_hi.to_datetime64(), "right")),
     )
     settings = trainer_settings(cfg.get("trainer"))
-    try:
-        windows = rolling_windows(calendar, oos, horizon, **settings)
-    except TypeError as exc:
-        raise ConfigError(f"trainer: {exc}; valid keys: step, window, train_days, valid_days, gap") from None
-    return check_windows(windows, oos, horizon, "trainer=rolling"), oos, horizon
+    name = str((cfg.get("trainer") or {}).get("generator") or "rolling")
+    item = (registry or get_registry()).get("task_generator", name)
+    accepted = accepted_parameters(item.obj)
+    if accepted is not None:
+        reject_unknown_params(f"task generator {name!r}", "trainer", settings, accepted)
+    windows = list(item.obj(calendar, oos, horizon, **settings))
+    return check_windows(windows, oos, horizon, item.owner()), oos, horizon
 
 
 def load_inputs(
@@ -132,7 +138,7 @@ def load_inputs(
     t0 = time.perf_counter()
     market = _load_market(cfg, registry, cache_dir, progress, dataset)
     timings = {"data": time.perf_counter() - t0}
-    windows, (lo, hi), horizon = plan(cfg, market.calendar)
+    windows, (lo, hi), horizon = plan(cfg, market.calendar, registry)
     cal = market.calendar
     progress.start("windows", f"{len(windows)} windows")
     first = windows[0].describe(cal)["train"]
