@@ -24,6 +24,7 @@ except ImportError:
     import tracking_services as services
 
 from qframe.core.errors import ConfigError
+from qframe.core.hookspecs import hookimpl
 from qframe.core.windows import MIN_TRAIN_DAYS, Window, check_windows, rolling_windows
 from qframe.plugins.models.linear import LinearModel
 
@@ -57,6 +58,7 @@ def children(result) -> pd.DataFrame:
     rows = [
         {
             "window": int(r.data.params["window.index"]),
+            "run_id": r.info.run_id,
             "status": r.info.status,
             **{s: r.data.params[f"window.{s}"] for s in ("train", "valid", "test")},
         }
@@ -217,6 +219,13 @@ def test_a_killed_window_fails_the_run_and_the_same_command_resumes(study, tmp_p
     assert (tmp_path / "fits.log").read_text().count("\n") == 5
     assert result.settings["model_info"]["windows_resumed"] == 2
     np.testing.assert_allclose(predictions(result).to_numpy(), predictions(study[2]).to_numpy(), rtol=1e-6)
+    # the kept windows are a cache entry: `qframe cache clear` removes them
+    from qframe import cache_cli
+
+    workdir = tmp_path / ".qframe"
+    assert [e.kind for e in cache_cli.entries(workdir)].count("rolling") == 1
+    assert cache_cli.main(["clear", "--kind", "rolling", "--workdir", str(workdir)]) == 0
+    assert not list((workdir / "cache" / "rolling").glob("*/window-*"))
 
 
 def test_skip_leaves_a_failed_window_out(tmp_path):
@@ -239,6 +248,56 @@ def test_settings_are_checked_before_any_work(tmp_path):
         run_workflow(config(tmp_path, "trainer.on_window_failure=retry"))
     with pytest.raises(ConfigError, match="from_run .* trainer=rolling"):
         run_workflow(config(tmp_path, "from_run=last"))
+
+
+class Halves:
+    """A plugin's task generator: the test span in two windows, each fitted on the 190 days before it."""
+
+    @hookimpl
+    def register_task_generators(self, register):
+        def halves(calendar, oos, horizon, /, **settings):
+            lo, hi = oos
+            mid = (lo + hi) // 2
+            windows = []
+            for k, (t0, t1) in enumerate([(lo, mid), (mid, hi)]):
+                end = t0 - horizon
+                windows.append(Window(k, (end - 190, end - 40), (end - 40, end), (t0, t1)))
+            return windows
+
+        register("halves", halves, "two windows")
+
+
+def test_a_plugin_generator_makes_the_task_list(tmp_path):
+    from qframe.core.discovery import get_plugin_manager
+    from qframe.core.registry import reset_registry
+    from qframe.core.workflow import run_workflow
+
+    manager = get_plugin_manager()
+    manager.register(Halves(), name="halves")
+    reset_registry()
+    try:
+        result = run_workflow(config(tmp_path, "trainer.generator=halves"))
+    finally:
+        manager.unregister(name="halves")
+        reset_registry()
+    windows = children(result)
+    assert len(windows) == 2 and set(windows["status"]) == {"FINISHED"}
+    assert windows.loc[0, "train"].split("..")[0] < windows.loc[1, "train"].split("..")[0]
+    with pytest.raises(ConfigError, match="unknown task_generator 'thirds'"):
+        run_workflow(config(tmp_path, "trainer.generator=thirds"))
+
+
+def test_a_rolling_run_is_an_ordinary_run(study):
+    """``from_run`` re-evaluates its concatenated predictions; ``qframe runs`` lists it, not its window runs."""
+    from qframe.core.workflow import run_workflow
+
+    workdir, _, result = study
+    again = run_workflow(composed([*SMALL, *QUICK, f"from_run={result.run_id}", f"workdir={workdir}"]))
+    assert again.metrics["IC"] == pytest.approx(result.metrics["IC"], rel=1e-9)
+    proc = services.run_qframe(["runs"], workdir.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert result.run_id in proc.stdout
+    assert not any(run_id in proc.stdout for run_id in children(result)["run_id"])
 
 
 # ---------------------------------------------------------------------------------------------------------------------
