@@ -24,7 +24,6 @@ except ImportError:
     import tracking_services as services
 
 from qframe.core.errors import ConfigError
-from qframe.core.hookspecs import hookimpl
 from qframe.core.windows import MIN_TRAIN_DAYS, Window, check_windows, rolling_windows
 from qframe.plugins.models.linear import LinearModel
 
@@ -248,43 +247,6 @@ def test_settings_are_checked_before_any_work(tmp_path):
         run_workflow(config(tmp_path, "trainer.on_window_failure=retry"))
     with pytest.raises(ConfigError, match="from_run .* trainer=rolling"):
         run_workflow(config(tmp_path, "from_run=last"))
-
-
-class Halves:
-    """A plugin's task generator: the test span in two windows, each fitted on the 190 days before it."""
-
-    @hookimpl
-    def register_task_generators(self, register):
-        def halves(calendar, oos, horizon, /, **settings):
-            lo, hi = oos
-            mid = (lo + hi) // 2
-            windows = []
-            for k, (t0, t1) in enumerate([(lo, mid), (mid, hi)]):
-                end = t0 - horizon
-                windows.append(Window(k, (end - 190, end - 40), (end - 40, end), (t0, t1)))
-            return windows
-
-        register("halves", halves, "two windows")
-
-
-def test_a_plugin_generator_makes_the_task_list(tmp_path):
-    from qframe.core.discovery import get_plugin_manager
-    from qframe.core.registry import reset_registry
-    from qframe.core.workflow import run_workflow
-
-    manager = get_plugin_manager()
-    manager.register(Halves(), name="halves")
-    reset_registry()
-    try:
-        result = run_workflow(config(tmp_path, "trainer.generator=halves"))
-    finally:
-        manager.unregister(name="halves")
-        reset_registry()
-    windows = children(result)
-    assert len(windows) == 2 and set(windows["status"]) == {"FINISHED"}
-    assert windows.loc[0, "train"].split("..")[0] < windows.loc[1, "train"].split("..")[0]
-    with pytest.raises(ConfigError, match="unknown task_generator 'thirds'"):
-        run_workflow(config(tmp_path, "trainer.generator=thirds"))
 
 
 def test_a_rolling_run_is_an_ordinary_run(study):
