@@ -20,6 +20,7 @@ from pathlib import Path
 
 CHILD = r"""
 import json, resource, sys, time
+from pathlib import Path
 import pandas as pd
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
