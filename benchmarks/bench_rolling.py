@@ -1,9 +1,10 @@
 """Rolling retraining against a single run: framework cost per window, peak RSS, windows per minute at 1 and 2 slots.
 
-``python benchmarks/bench_rolling.py [overrides...]`` runs, in one fresh work directory, each in its own process:
-a single run (warms the market and feature caches, then once more warm), a rolling study with ``trainer.slots=1``
-and one with ``trainer.slots=2`` (default market, LightGBM, ``trainer.step=60``). It prints each run's stage times,
-the sum of the windows' own fit + predict, the framework's cost per window beyond them, peak RSS (the run's process
+``python benchmarks/bench_rolling.py [overrides...]`` (``trainer.*`` ones go to the studies only) runs, in one fresh
+work directory, each in its own process: a single run (warms the market and feature caches, then once more warm),
+a rolling study with ``trainer.slots=1`` and one with ``trainer.slots=2`` (``trainer.step=60``; the default market
+and LightGBM unless overridden). It prints each run's stage times, the sum of the windows' own fit + predict, the
+framework's cost per window beyond them, peak RSS (the run's process
 and its largest window job) and windows per minute.
 
 Framework cost per window = (rolling run's wall − Σ windows' fit + predict − (single run's wall − its fit + predict))
@@ -55,12 +56,14 @@ def run(args: list[str]) -> dict:
 
 
 def main() -> None:
-    extra = sys.argv[1:]
+    # trainer.* overrides go to the rolling studies only (a single run has no such keys)
+    extra = [a for a in sys.argv[1:] if not a.startswith("trainer.")]
+    studies = [a for a in sys.argv[1:] if a.startswith("trainer.")]
     workdir = Path(tempfile.mkdtemp(prefix="bench-rolling-")) / ".qframe"
     base = [f"workdir={workdir}", "evaluation.controls.enabled=false", *extra]
     run(base)  # cold: market generated, features computed and cached
     single = run(base)
-    rolling = {s: run([*base, "trainer=rolling", "trainer.step=60", f"trainer.slots={s}"]) for s in (1, 2)}
+    rolling = {s: run([*base, "trainer=rolling", "trainer.step=60", *studies, f"trainer.slots={s}"]) for s in (1, 2)}
     fixed = single["wall"] - single["model_seconds"]
     stages = {k: round(v, 2) for k, v in single["timings"].items()}
     print(
