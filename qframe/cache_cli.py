@@ -23,7 +23,7 @@ from pathlib import Path
 
 from qframe.core.context import default_workdir
 
-KINDS = ("features", "market", "checkpoint")
+KINDS = ("features", "market", "checkpoint", "rolling")
 
 
 @dataclass
@@ -66,6 +66,10 @@ def entries(workdir: Path) -> list[Entry]:
         for path in cache.glob("synthetic-*.npz"):
             what = f"synthetic market {path.stem.removeprefix('synthetic-')}"
             found.append(Entry("market", str(path), _size(path), path.stat().st_mtime, what))
+        for path in (cache / "rolling").glob("*"):  # a rolling study's finished windows (qframe.core.rolling)
+            if path.is_dir():
+                what = f"rolling study: {len(list(path.glob('window-*.json')))} finished window(s)"
+                found.append(Entry("rolling", str(path), _size(path), path.stat().st_mtime, what))
     checkpoints = workdir / "checkpoints"
     if checkpoints.is_dir():
         for path in checkpoints.iterdir():
@@ -142,7 +146,7 @@ def main(argv: list[str]) -> int:
         for e in found:
             print(f"  {e.kind:<10} {_human(e.bytes):>9}  {_age(now - e.modified):>13}  {e.what}  ({e.path})")
         if found:
-            print("clear them with: qframe cache clear [--kind features|market|checkpoint] [--older-than DAYS]")
+            print("clear them with: qframe cache clear [--kind features|market|checkpoint|rolling] [--older-than DAYS]")
         return 0
     if args.older_than is not None:
         found = [e for e in found if now - e.modified > args.older_than * 86400]

@@ -190,6 +190,38 @@ def test_hook_register_models(workdir, tmp_path):
     assert result.settings["model_info"] == {"sign": -1.0}
 
 
+def test_hook_register_task_generators(workdir):
+    """A plugin's task generator, chosen with ``trainer.generator=<name>``, makes a rolling study's windows: the
+    test span in two halves, each fitted in its own job on the 190 days before it (the recorded child runs)."""
+    from mlflow.tracking import MlflowClient
+
+    from qframe.core.windows import Window
+
+    class Halves:
+        @hookimpl
+        def register_task_generators(self, register):
+            def halves(calendar, oos, horizon, /, **settings):
+                lo, hi = oos
+                windows = []
+                for k, (t0, t1) in enumerate([(lo, (lo + hi) // 2), ((lo + hi) // 2, hi)]):
+                    end = t0 - horizon
+                    windows.append(Window(k, (end - 190, end - 40), (end - 40, end), (t0, t1)))
+                return windows
+
+            register("halves", halves, "the test span in two windows")
+
+    overrides = ["trainer=rolling", "trainer.generator=halves", "model=linear", "evaluation.controls.enabled=false"]
+    with plugged(Halves(), "halves"):
+        result = run(compose(workdir, *overrides, "recording.plots=false"))
+        with pytest.raises(ConfigError, match="unknown task_generator 'thirds'"):
+            run(compose(workdir, *overrides[:1], "trainer.generator=thirds"))
+    client = MlflowClient(result.tracking_uri)
+    runs = client.search_runs([result.experiment_id], f"tags.mlflow.parentRunId = '{result.run_id}'")
+    tests = sorted(r.data.params["window.test"] for r in runs)
+    assert len(tests) == 2 and {r.info.status for r in runs} == {"FINISHED"}
+    assert tests[0].split("..")[1] < tests[1].split("..")[0]
+
+
 def test_hook_register_reweighters(workdir, tmp_path):
     """A plugin's reweighter, chosen with ``reweighter=<option>`` from its own config group: it weighs the train
     rows, the model's fit gets them scaled to mean 1, and the run records the reweighter and its settings."""

@@ -38,6 +38,7 @@ ITEMS = {
     ("reweighter", "recent_days"),
     ("search_space", "mymodel"),
     ("tuner_backend", "wide_tpe"),
+    ("task_generator", "monthly"),
 }
 RUN = [
     "dataset=random_walk",

@@ -59,6 +59,9 @@ SMALL_SYNTHETIC = {"dataset.n_instruments": 40, "dataset.n_days": 320}
 #: (lambda_l1 205.7, lambda_l2 581) let no tree split on 40 x 320's ~4k training rows, and qframe refuses the
 #: constant prediction (DegenerateResult); 100 x 600 (~18k rows) splits, with the command's model values untouched
 SMALL_SYNTHETIC_FOR_MODEL = {"lightgbm": {"dataset.n_instruments": 100, "dataset.n_days": 600}}
+#: a rolling study's windows on the small market (2 windows of its 120-day test segment; enough train rows for
+#: LightGBM's penalties to split), unless the command sets them
+SMALL_ROLLING = {"trainer.step": 60, "trainer.train_days": 360, "trainer.valid_days": 100}
 #: the universe is half the synthetic market: a command's own topk (or topk choices) gets a market of at least
 #: this many instruments per held name (qframe refuses a topk that holds every tradable name)
 INSTRUMENTS_PER_TOPK = 3
@@ -295,7 +298,16 @@ def small_overrides(args: dict[str, str | None]) -> list[str]:
         held = [int(n) for n in re.findall(r"\d+", topk)]
         if held:
             size["dataset.n_instruments"] = max(size["dataset.n_instruments"], INSTRUMENTS_PER_TOPK * max(held))
+        if args.get("trainer") == "rolling":
+            # the command's own windows need their history before the test segment (the last 20 % of the days)
+            need = sum(
+                int(args.get(f"trainer.{k}") or SMALL_ROLLING[f"trainer.{k}"]) for k in ("train_days", "valid_days")
+            )
+            size["dataset.n_days"] = max(size["dataset.n_days"], int((need + 20) / 0.8) + 1)
         for key, value in size.items():
+            add(key, value)
+    if args.get("trainer") == "rolling":
+        for key, value in SMALL_ROLLING.items():
             add(key, value)
     for key, value in SMALL_STRATEGY.items():
         add(key, value)

@@ -323,8 +323,10 @@ def contract_problems(kind: str, obj: Any) -> list[str]:
     """What ``obj`` (a product of ``kind``'s factory, or a class whose instances would be) lacks; empty if nothing.
 
     A class is checked for the methods its instances get from it; attributes set in ``__init__`` are checked on
-    the instance only.
+    the instance only. A kind without a contract (a task generator: a plain callable) has nothing to check.
     """
+    if kind not in CONTRACTS:
+        return []
     contract = CONTRACTS[kind]
     if inspect.isclass(obj) and _class_member(obj, "__getattr__")[0]:
         return []  # members made up on access: only the instance can tell

@@ -39,6 +39,7 @@ DEFAULT_PLUGINS = (
     "qframe.plugins.reweighters",
     "qframe.plugins.strategies",
     "qframe.plugins.recorders",
+    "qframe.plugins.trainers",
     "qframe.plugins.tuning",
 )
 

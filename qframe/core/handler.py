@@ -365,6 +365,29 @@ def dropped_summary(dropped: dict[str, str], shown: int = 6) -> list[str]:
     return lines
 
 
+def process_segments(raw: dict[str, Panel], processors: list[Any], learn: list[Any]) -> dict[str, Panel]:
+    """``raw``'s segments through the processors: each fitted on train, ``processors`` applied to every segment,
+    ``learn`` (Qlib's learn_processors) to train and valid only."""
+    out = dict(raw)
+    for proc in processors:  # shared: fitted on train, applied to every segment
+        if getattr(proc, "stateful", True):
+            proc.fit(out["train"])
+        out = {s: proc.transform(p) for s, p in out.items()}
+    for proc in learn:  # learn-only: fitted on train, applied to train and valid
+        if getattr(proc, "stateful", True):
+            proc.fit(out["train"])
+        out.update({s: proc.transform(out[s]) for s in ("train", "valid")})
+    return out
+
+
+def make_processors(registry: Registry, handler_cfg: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+    """The ``handler.processors`` and ``handler.learn_processors`` of ``handler_cfg``, made (unfitted)."""
+    return (
+        _make_processors(registry, handler_cfg.get("processors"), "handler.processors"),
+        _make_processors(registry, handler_cfg.get("learn_processors"), "handler.learn_processors"),
+    )
+
+
 def prepare(
     market: MarketData,
     registry: Registry,
@@ -421,15 +444,7 @@ def prepare(
         raw[s] = part
     raw_test_label = raw["test"].series(raw["test"].y, "label")
 
-    out = dict(raw)
-    for proc in processors:  # shared: fitted on train, applied to every segment
-        if getattr(proc, "stateful", True):
-            proc.fit(out["train"])
-        out = {s: proc.transform(p) for s, p in out.items()}
-    for proc in learn:  # learn-only: fitted on train, applied to train and valid
-        if getattr(proc, "stateful", True):
-            proc.fit(out["train"])
-        out.update({s: proc.transform(out[s]) for s in ("train", "valid")})
+    out = process_segments(raw, processors, learn)
     if panel.release is not None:
         panel.release()  # segments that were copied by processors no longer need the mapped pages
     if len(out["train"]) == 0:

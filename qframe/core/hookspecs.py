@@ -32,6 +32,7 @@ from qframe.core.contracts import (
     Strategy,
     TunerBackend,
 )
+from qframe.core.windows import TaskGenerator
 
 hookspec = pluggy.HookspecMarker("qframe")
 hookimpl = pluggy.HookimplMarker("qframe")
@@ -157,6 +158,22 @@ def register_recorders(register: Register[Factory[Recorder]]) -> None:
     Enabled by the top-level ``recorders`` list (``recorders=[name]`` or ``[{name: ..., <params>}]``): made before
     the run starts, called once after each successful run with its
     :class:`~qframe.core.workflow.RunResult` and the resolved config dict.
+    """
+
+
+@_registers("task_generator")
+def register_task_generators(register: Register[TaskGenerator]) -> None:
+    """Register task generators: the task list of a ``trainer=rolling`` study.
+
+    :param register: call ``register(name, generator, description)`` per generator; ``generator`` is a
+        :class:`~qframe.core.windows.TaskGenerator`, ``generator(calendar, oos, horizon, **settings) -> windows``:
+        the data's trading calendar, the out-of-sample span's calendar positions ``(lo, hi)``, the label horizon and
+        the ``trainer`` section's other keys (``step``, ``train_days``, your own), returning
+        :class:`~qframe.core.windows.Window` objects whose test slices tile the span.
+
+    Selected by ``trainer.generator`` (the built-in ``rolling``: sliding or expanding walk-forward windows). Called
+    once per study, before any work; qframe refuses windows whose test slices overlap or leave the span, and fit
+    spans that end less than the label horizon before their test slice.
     """
 
 

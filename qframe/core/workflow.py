@@ -93,7 +93,7 @@ def _inputs_key(cfg: dict[str, Any], location: RunLocation) -> str:
     from qframe.core import reuse
     from qframe.core.cache import cache_key
 
-    parts = {k: cfg.get(k) for k in ("dataset", "handler", "segments")}
+    parts = {k: cfg.get(k) for k in ("dataset", "handler", "segments", "trainer")}
     ref = reuse.reference(cfg)
     if ref is not None:  # a re-evaluation's inputs: the source's predictions and the test label, no features
         parts["from_run"] = ref
@@ -159,7 +159,7 @@ def preload_inputs(cfg: dict[str, Any], location: RunLocation, registry: Registr
     starts a thread pool: the process forks afterwards. The tracking store is opened and its experiment resolved
     here too.
     """
-    from qframe.core import reuse, tracking
+    from qframe.core import reuse, rolling, tracking
 
     registry = registry or get_registry()
     ref = reuse.reference(cfg)
@@ -168,6 +168,8 @@ def preload_inputs(cfg: dict[str, Any], location: RunLocation, registry: Registr
         adopted = reuse.adopt(cfg, source)
         market = _load_market(adopted, registry, location.cache_dir, Progress())
         prepared = reuse.load_inputs(adopted, market, source)
+    elif rolling.is_rolling(cfg):  # a rolling study's features and windows, once for every run forked
+        market, prepared, _ = rolling.load_inputs(cfg, registry, location.cache_dir, Progress())
     else:
         market, prepared, _ = _load_inputs(cfg, registry, location.cache_dir)
     source_tags, experiment_id = tracking.preload(location)
@@ -310,7 +312,7 @@ def run_workflow(
     and so checked, before any data is read. ``progress`` hears of each stage. With ``from_run`` set, the predictions
     of that recorded run are evaluated instead of fitting a model (:mod:`qframe.core.reuse`).
     """
-    from qframe.core import reuse, reweight, tracking
+    from qframe.core import reuse, reweight, rolling, tracking
     from qframe.core.data_report import data_report
     from qframe.core.evaluation import risk_report, signal_analysis
 
@@ -320,6 +322,10 @@ def run_workflow(
     objective_name, periods, mode, plots = _check_settings(cfg, context.default_plots)
     controls = control_settings(cfg.get("evaluation"), context.trial.in_sweep)
     check_objective(objective_name, controls, context.trial.in_sweep)
+    # trainer=rolling: windows refitted in isolated jobs, their test slices judged here as one (core/rolling.py)
+    walk_forward = rolling.is_rolling(cfg)
+    if walk_forward:
+        rolling.check_settings(cfg)
     location = context.location
     params = tracking.flatten(cfg)
     shared = context.shared
@@ -371,6 +377,11 @@ def run_workflow(
             prepared = reuse.load_inputs(cfg, market, source)
             market.notes.extend(_check_strategy(strategy, market, prepared.bounds["test"]))
             progress.finish(f"{len(source.scores):,} predictions of {model_name} (run {source.label})")
+        elif walk_forward:
+            market, prepared, loaded = rolling.load_inputs(
+                cfg, registry, location.cache_dir, progress, strategy, (dataset_name, dataset)
+            )
+            timings.update(loaded)
         else:
             market, prepared, loaded = _load_inputs(
                 cfg, registry, location.cache_dir, progress, strategy, (dataset_name, dataset)
@@ -389,6 +400,9 @@ def run_workflow(
 
         if source is not None:  # no fit, no prediction: the source run's, checked against this test segment
             samples, info, scores = prepared.samples, {}, source.scores
+        elif walk_forward:  # each window has its own model, in its own job: the run keeps their predictions
+            samples, info, scores = rolling.fit_predict(cfg, model_name, prepared, location, tracked, progress, timings)
+            model = None
         else:
             samples, info, scores = _fit_predict(
                 model, model_name, prepared, location, run, progress, timings, reweighter

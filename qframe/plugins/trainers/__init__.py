@@ -1,0 +1,11 @@
+"""Built-in task generators of ``trainer=rolling``: ``rolling`` (sliding or expanding walk-forward windows)."""
+
+from __future__ import annotations
+
+from qframe.core.hookspecs import hookimpl
+from qframe.core.windows import rolling_windows
+
+
+@hookimpl
+def register_task_generators(register):
+    register("rolling", rolling_windows, "Walk-forward windows: refit every step days, sliding or expanding train")

@@ -1,0 +1,293 @@
+"""Rolling retraining (``trainer=rolling``): the windows, the isolated window jobs, the one judged run, resume, Ray.
+
+Real runs on a tiny synthetic market (40 instruments x 320 days: a 64-day test segment, 4 windows of 20 days) in a
+real sqlite MLflow store; ridge (numpy) in this process, so forking the window jobs from it is safe.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+try:
+    import tracking_services as services
+except ImportError:
+    sys.path.insert(0, str(Path(__file__).parent))
+    import tracking_services as services
+
+from qframe.core.errors import ConfigError
+from qframe.core.windows import MIN_TRAIN_DAYS, Window, check_windows, rolling_windows
+from qframe.plugins.models.linear import LinearModel
+
+SMALL = ["dataset.n_instruments=40", "dataset.n_days=320", "strategy.topk=5", "strategy.n_drop=1"]
+ROLLING = ["trainer=rolling", "trainer.step=20", "trainer.train_days=120", "trainer.valid_days=40"]
+QUICK = ["model=linear", "evaluation.controls.enabled=false", "recording.plots=false"]
+CAL = pd.bdate_range("2020-01-01", periods=300)
+
+
+def composed(overrides: list[str]) -> dict:
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from qframe.app import conf_dir
+
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        return OmegaConf.to_container(compose("config", overrides), resolve=True)
+
+
+def config(workdir: Path, *extra: str) -> dict:
+    return composed([*SMALL, *ROLLING, *QUICK, *extra, f"workdir={workdir}"])
+
+
+def children(result) -> pd.DataFrame:
+    """The window runs of a rolling run: one row each, its recorded spans and status."""
+    from mlflow.tracking import MlflowClient
+
+    runs = MlflowClient(result.tracking_uri).search_runs(
+        [result.experiment_id], f"tags.mlflow.parentRunId = '{result.run_id}'"
+    )
+    rows = [
+        {
+            "window": int(r.data.params["window.index"]),
+            "run_id": r.info.run_id,
+            "status": r.info.status,
+            **{s: r.data.params[f"window.{s}"] for s in ("train", "valid", "test")},
+        }
+        for r in runs
+    ]
+    return pd.DataFrame(rows).sort_values("window").reset_index(drop=True)
+
+
+def predictions(result) -> pd.Series:
+    path = Path(result.artifact_uri.removeprefix("file://")) / "pred.parquet"
+    return pd.read_parquet(path).set_index(["datetime", "instrument"])["score"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# window generation
+
+
+def test_sliding_windows_tile_the_test_span_with_the_label_gap():
+    windows = rolling_windows(CAL, (200, 300), 2, step=30, window="sliding", train_days=100, valid_days=20)
+    assert [w.test for w in windows] == [(200, 230), (230, 260), (260, 290), (290, 300)]  # the last one is cut
+    for w in windows:
+        # the gap is the horizon: the last valid label (close of day + horizon + 1) is known on the first test day
+        assert w.valid[1] + 2 == w.test[0]
+        assert w.train[1] == w.valid[0] and w.valid[1] - w.valid[0] == 20
+        assert w.train[1] - w.train[0] == 100  # sliding: the same length each time
+    assert windows[1].train[0] - windows[0].train[0] == 30
+
+
+def test_expanding_windows_keep_the_first_start():
+    windows = rolling_windows(CAL, (200, 300), 1, step=50, window="expanding", train_days=100, valid_days=20)
+    assert [w.train[0] for w in windows] == [windows[0].train[0]] * 2
+    assert windows[1].train[1] - windows[0].train[1] == 50
+    assert windows[0].valid[1] + 1 == windows[0].test[0]
+
+
+def test_calendar_edges_cut_the_first_train_span_or_refuse():
+    # the first windows reach before the calendar's start: cut at day 0 while they keep enough train days
+    windows = rolling_windows(CAL, (60, 120), 1, step=20, train_days=500, valid_days=20)
+    assert windows[0].train == (0, 39) and windows[-1].train == (0, 79)
+    with pytest.raises(ConfigError, match="trainer.train_days"):
+        rolling_windows(CAL, (25 + MIN_TRAIN_DAYS - 1, 120), 1, step=20, train_days=500, valid_days=20, gap=5)
+    with pytest.raises(ConfigError, match="shorter than the label horizon"):
+        rolling_windows(CAL, (200, 300), 5, step=20, train_days=100, valid_days=20, gap=2)
+    with pytest.raises(ConfigError, match="trainer.window"):
+        rolling_windows(CAL, (200, 300), 1, window="growing")
+
+
+def test_a_generators_leaky_or_overlapping_windows_are_refused():
+    leaky = [Window(0, (0, 50), (50, 100), (100, 120))]  # valid ends the day before the test: the label crosses
+    with pytest.raises(ConfigError, match="label horizon"):
+        check_windows(leaky, (100, 200), 1, "plugin")
+    overlapping = [Window(0, (0, 50), (50, 90), (100, 130)), Window(1, (0, 50), (50, 90), (120, 140))]
+    with pytest.raises(ConfigError, match="overlaps"):
+        check_windows(overlapping, (100, 200), 1, "plugin")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# a study
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """A rolling study run in this process: (workdir, config, result)."""
+    from qframe.core.workflow import run_workflow
+
+    workdir = tmp_path_factory.mktemp("rolling") / ".qframe"
+    cfg = config(workdir)
+    return workdir, cfg, run_workflow(cfg)
+
+
+def test_every_test_date_is_predicted_once_out_of_sample(study):
+    from qframe.core import rolling
+    from qframe.core.registry import get_registry
+
+    workdir, cfg, result = study
+    _, inputs, _ = rolling.load_inputs(cfg, get_registry(), workdir / "cache", rolling.Progress())
+    cal = inputs.panel.calendar
+    windows = children(result)
+    assert list(windows["window"]) == [0, 1, 2, 3] and set(windows["status"]) == {"FINISHED"}
+    scores = predictions(result)
+    assert scores.index.is_unique
+    test_lo, test_hi = result.settings["segments"]["test"]
+    expected_days = cal[(cal >= test_lo) & (cal <= test_hi)]
+    assert sorted(set(scores.index.get_level_values("datetime"))) == list(expected_days)
+    pos = {d: i for i, d in enumerate(cal)}
+    horizon = cfg["handler"]["label"]["horizon"]
+    owners = []
+    for day in expected_days:
+        # the window whose recorded test span holds the day: exactly one
+        holding = [
+            row
+            for row in windows.itertuples()
+            if pd.Timestamp(row.test.split("..")[0]) <= day <= pd.Timestamp(row.test.split("..")[1])
+        ]
+        assert len(holding) == 1, day
+        row = holding[0]
+        fit_end = max(pd.Timestamp(row.train.split("..")[1]), pd.Timestamp(row.valid.split("..")[1]))
+        # its last fit label (close of fit_end + horizon + 1) was known on the day it predicts
+        assert pos[fit_end] + horizon + 1 <= pos[day]
+        owners.append(row.window)
+    assert owners == sorted(owners)
+
+
+def test_the_result_is_the_concatenation_of_the_windows_own_fits(study):
+    """Each window refitted here by hand (its spans, its processors, a fresh ridge) and the slices concatenated:
+    the run's predictions, and its IC, are exactly those."""
+    from qframe.core import rolling
+    from qframe.core.evaluation import signal_analysis
+    from qframe.core.registry import get_registry
+
+    workdir, cfg, result = study
+    _, inputs, _ = rolling.load_inputs(cfg, get_registry(), workdir / "cache", rolling.Progress())
+    by_hand = pd.concat([rolling.run_window(cfg, inputs.panel, w, str(workdir / "hand"))[0] for w in inputs.windows])
+    recorded = predictions(result)
+    pd.testing.assert_index_equal(recorded.index, by_hand.index)
+    np.testing.assert_allclose(recorded.to_numpy(), by_hand.to_numpy(), rtol=1e-6, atol=1e-7)
+    _, summary = signal_analysis(by_hand, inputs.raw_test_label)
+    assert result.metrics["IC"] == pytest.approx(summary["IC"], rel=1e-6)
+    table = pd.read_csv(Path(result.artifact_uri.removeprefix("file://")) / "windows.csv")
+    assert list(table["status"]) == ["done"] * 4 and table["predictions"].sum() == len(recorded)
+
+
+class KillingLinear(LinearModel):
+    """Ridge whose third fit (the third window run) kills its own process once: a window that crashes."""
+
+    def __init__(self, log: str, **params) -> None:
+        super().__init__(**params)
+        self.log = Path(log)
+
+    def fit(self, X, y, X_valid, y_valid):
+        fits = self.log.read_text().count("\n") if self.log.exists() else 0
+        with self.log.open("a") as f:
+            f.write(f"{len(y)}\n")
+        marker = self.log.with_suffix(".killed")
+        if fits == 2 and not marker.exists():
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().fit(X, y, X_valid, y_valid)
+
+
+def _killing(tmp_path: Path) -> list[str]:
+    return [
+        "~model",
+        f"+model={{_target_: test_rolling.KillingLinear, log: '{tmp_path / 'fits.log'}', alpha: 0.1}}",
+    ]
+
+
+def test_a_killed_window_fails_the_run_and_the_same_command_resumes(study, tmp_path):
+    from qframe.core.rolling import WindowFailed
+    from qframe.core.workflow import run_workflow
+
+    cfg = config(tmp_path / ".qframe", *_killing(tmp_path))
+    with pytest.raises(WindowFailed, match=r"rolling window 2 .*SIGKILL.*run the same command again"):
+        run_workflow(cfg)
+    assert (tmp_path / "fits.log").read_text().count("\n") == 3  # windows 0, 1 and the killed 2
+    result = run_workflow(cfg)
+    # only the killed window and the one never started were fitted again
+    assert (tmp_path / "fits.log").read_text().count("\n") == 5
+    assert result.settings["model_info"]["windows_resumed"] == 2
+    np.testing.assert_allclose(predictions(result).to_numpy(), predictions(study[2]).to_numpy(), rtol=1e-6)
+    # the kept windows are a cache entry: `qframe cache clear` removes them
+    from qframe import cache_cli
+
+    workdir = tmp_path / ".qframe"
+    assert [e.kind for e in cache_cli.entries(workdir)].count("rolling") == 1
+    assert cache_cli.main(["clear", "--kind", "rolling", "--workdir", str(workdir)]) == 0
+    assert not list((workdir / "cache" / "rolling").glob("*/window-*"))
+
+
+def test_skip_leaves_a_failed_window_out(tmp_path):
+    from qframe.core.workflow import run_workflow
+
+    cfg = config(tmp_path / ".qframe", *_killing(tmp_path), "trainer.on_window_failure=skip")
+    result = run_workflow(cfg)
+    windows = children(result)
+    assert list(windows["status"]) == ["FINISHED", "FINISHED", "FAILED", "FINISHED"]
+    days = set(predictions(result).index.get_level_values("datetime"))
+    lo, hi = (pd.Timestamp(d) for d in windows.loc[2, "test"].split(".."))
+    assert not any(lo <= d <= hi for d in days) and len(days) > 0
+    assert result.settings["model_info"]["windows_skipped"] == 1
+
+
+def test_settings_are_checked_before_any_work(tmp_path):
+    from qframe.core.workflow import run_workflow
+
+    with pytest.raises(ConfigError, match="on_window_failure"):
+        run_workflow(config(tmp_path, "trainer.on_window_failure=retry"))
+    with pytest.raises(ConfigError, match="from_run .* trainer=rolling"):
+        run_workflow(config(tmp_path, "from_run=last"))
+
+
+def test_a_rolling_run_is_an_ordinary_run(study):
+    """``from_run`` re-evaluates its concatenated predictions; ``qframe runs`` lists it, not its window runs."""
+    from qframe.core.workflow import run_workflow
+
+    workdir, _, result = study
+    again = run_workflow(composed([*SMALL, *QUICK, f"from_run={result.run_id}", f"workdir={workdir}"]))
+    assert again.metrics["IC"] == pytest.approx(result.metrics["IC"], rel=1e-9)
+    proc = services.run_qframe(["runs"], workdir.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert result.run_id in proc.stdout
+    assert not any(run_id in proc.stdout for run_id in children(result)["run_id"])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the command
+
+
+def test_ray_launcher_runs_the_windows_as_ray_tasks(tmp_path, study):
+    """``hydra/launcher=ray``: three windows as tasks of a local Ray instance (its own temp dir); the same result
+    as the forked windows (the study above, one window fewer)."""
+    ray_tmp = tempfile.mkdtemp(prefix="qfray", dir="/tmp")  # Ray's socket paths must stay short
+    env = {**services.qframe_env(), "RAY_TMPDIR": ray_tmp, "RAY_AUTH_MODE": "disabled"}
+    args = [*SMALL, *ROLLING, *QUICK, "trainer.step=22", "hydra/launcher=ray", f"workdir={tmp_path / '.qframe'}"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "qframe", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / '.qframe' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("qframe").experiment_id])
+    windows = [r for r in runs if r.data.tags.get("qframe.window") is not None]
+    assert len(windows) == 3 and {r.info.status for r in windows} == {"FINISHED"}
+    (study_run,) = [r for r in runs if r.data.tags.get("qframe.window") is None]
+    assert study_run.data.params["fit.executor"] == "ray"
+
+
+def test_from_run_with_a_trainer_is_one_line_error(tmp_path):
+    proc = services.run_qframe([*SMALL, "trainer=rolling", "from_run=last", f"workdir={tmp_path}"], tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("qframe: error: from_run") and "trainer=rolling" in lines[0]
