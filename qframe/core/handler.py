@@ -452,11 +452,11 @@ def prepare(
     timings["processors"] = time.perf_counter() - t0
     progress.finish(f"train {len(out['train']):,} / valid {len(out['valid']):,} / test {len(out['test']):,} rows")
     test_lo = int(np.searchsorted(dates, bounds["test"][0].to_datetime64(), "left"))
-    lookback = _lookback_of(panel, test_lo, processors)
+    lookback = lookback_of(panel, test_lo, processors)
     return PreparedData(out, raw_test_label, bounds, dropped, processors + learn, hit, timings, lookback)
 
 
-def _lookback_of(panel: Panel, test_lo: int, processors: list[Any]) -> Callable[[int], Panel]:
+def lookback_of(panel: Panel, test_lo: int, processors: list[Any]) -> Callable[[int], Panel]:
     """``lookback(k)``: the panel's rows on the k calendar days before position ``test_lo``, shared processors applied.
 
     Qlib's counterpart is the inference data (DK_I) a time-series dataset extends the test segment back into: every

@@ -179,9 +179,9 @@ def run_window(cfg: dict[str, Any], panel: Panel, window: Window, checkpoints: s
     slice: (scores, fit info). Runs in the window's own process; builds every component from ``cfg``."""
     from qframe.core import reweight
     from qframe.core.components import build_component
-    from qframe.core.handler import make_processors, process_segments
+    from qframe.core.handler import lookback_of, make_processors, process_segments
     from qframe.core.registry import get_registry
-    from qframe.core.workflow import _fit
+    from qframe.core.workflow import _fit, _predict
 
     registry = get_registry()
     model_name, model = build_component(registry, "model", cfg["model"], "model")
@@ -200,7 +200,8 @@ def run_window(cfg: dict[str, Any], panel: Panel, window: Window, checkpoints: s
     _fit(model, train, valid, Path(checkpoints), Progress(), weights)
     fitted = time.perf_counter() - t0
     t0 = time.perf_counter()
-    predictions = model.predict_panel(test) if hasattr(model, "predict_panel") else model.predict(test.X)
+    # a windowed model looks back from the test slice into the unfiltered features, as in a single run
+    predictions = _predict(model, test, lookback_of(panel, window.test[0], processors))
     scores = test.series(predictions, "score")
     info = {
         **{k: v for k, v in (model.info() or {}).items() if isinstance(v, (int, float, str, bool))},

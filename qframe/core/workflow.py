@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -238,14 +239,13 @@ def _fit(
     method(*args, **kwargs)
 
 
-def _predict(model: Any, test: Any, prepared: Any) -> np.ndarray:
+def _predict(model: Any, test: Any, lookback: Callable[[int], Any] | None) -> np.ndarray:
     """The model's scores of the test rows; a model with a look-back window (``window`` > 1 days) gets the days
-    before the test segment from the unfiltered features (:attr:`PreparedData.lookback`), not from the learn
-    segments DropnaLabel has thinned: a prediction window never loses a day that has features."""
+    before the test rows from the unfiltered features (``lookback(k)``: :attr:`PreparedData.lookback`), not from
+    the learn segments DropnaLabel has thinned: a prediction window never loses a day that has features."""
     if not hasattr(model, "predict_panel"):
         return model.predict(test.X)
     window = getattr(model, "window", None)
-    lookback = getattr(prepared, "lookback", None)
     if isinstance(window, int) and window > 1 and lookback is not None:
         return model.predict_panel(test, history=[lookback(window - 1)])
     return model.predict_panel(test)
@@ -281,7 +281,7 @@ def _fit_predict(
     prepared.segments.pop("valid")
 
     t0 = time.perf_counter()
-    predictions = _predict(model, test, prepared)
+    predictions = _predict(model, test, getattr(prepared, "lookback", None))
     scores = test.series(predictions, "score")
     timings["predict"] = time.perf_counter() - t0
     return samples, info, scores
