@@ -83,7 +83,7 @@ def test_the_workflow_predicts_from_the_lookback(tmp_path):
     model = GRUModel(window=10, hidden_size=4, num_layers=1, max_epochs=1, progress=False, num_threads=1)
     model.fit_panel(prepared.segments["train"], prepared.segments["valid"], tmp_path)
     test = prepared.segments["test"]
-    scores = _predict(model, test, prepared)
+    scores = _predict(model, test, prepared.lookback)
     np.testing.assert_array_equal(scores, model.predict_panel(test, history=[prepared.lookback(9)]))
     # the model's own tail of the learn segments lacks the two dropped days: instrument 3's first score differs
     tail = model.predict_panel(test)
