@@ -31,6 +31,21 @@ def sweeper_param_overrides(argv: list[str]) -> list[str]:
     return [f"++{arg}" if _SWEEPER_PARAM.match(arg) else arg for arg in argv]
 
 
+def preset_parts_for_removed_groups(argv: list[str]) -> list[str]:
+    """``~model`` / ``~handler`` (a component given by ``_target_``) also turn off the preset's parts for them.
+
+    conf/config.yaml picks a preset's model and handler parts with the defaults-list interpolations
+    ``${preset}_${model}`` and ``${preset}_${handler}_${model}``, which Hydra cannot resolve once either group is
+    removed; naming an option that does not exist (``off``) for those optional entries skips them instead. A
+    custom component has no preset part anyway.
+    """
+    removed = {arg[1:].split("=", 1)[0] for arg in argv if arg.startswith("~")}
+    if not removed & {"model", "handler"}:
+        return argv
+    given = {arg.split("=", 1)[0].lstrip("+~") for arg in argv}
+    return argv + [f"{part}=off" for part in ("preset_model", "preset_handler") if part not in given]
+
+
 def quote_home_paths(argv: list[str]) -> list[str]:
     """``key=~/path`` as a quoted string: Hydra's grammar reads an unquoted ``~`` as its delete operator."""
     out = []
@@ -170,7 +185,7 @@ def _main(argv: list[str]) -> int:
         return _error(problem)
     from qframe.app import hydra_main
 
-    sys.argv = [sys.argv[0], *argv]
+    sys.argv = [sys.argv[0], *preset_parts_for_removed_groups(argv)]
     user_wants_full_error = bool(os.environ.get("HYDRA_FULL_ERROR"))
     # Hydra then raises its composition errors instead of printing them with a hint about this variable
     os.environ["HYDRA_FULL_ERROR"] = "1"

@@ -150,7 +150,10 @@ packages = ["qframe_broken_plugin"]
 
 @pytest.fixture
 def broken_plugin(tmp_path_factory):
-    """A package with two broken entry points: one fails to import, one raises while registering."""
+    """A package with two broken entry points: one fails to import, one raises while registering; the env entries
+    that make it visible. Installed into a directory of its own and put on PYTHONPATH of this test's processes only
+    (importlib.metadata finds its entry points there): installed into the shared venv, its two warnings would reach
+    every qframe process the other xdist worker starts meanwhile."""
     src = tmp_path_factory.mktemp("broken-src")
     (src / "pyproject.toml").write_text(BROKEN_PYPROJECT)
     pkg = src / "qframe_broken_plugin"
@@ -161,15 +164,13 @@ def broken_plugin(tmp_path_factory):
         "from qframe.core.hookspecs import hookimpl\n\n\n"
         "@hookimpl\ndef register_models(register):\n    raise ValueError('cannot reach the model server')\n"
     )
-    pip("install", "--no-deps", "--no-build-isolation", str(src))
-    try:
-        yield
-    finally:
-        pip("uninstall", "-y", "qframe-broken-plugin")
+    site = tmp_path_factory.mktemp("broken-site")
+    pip("install", "--no-deps", "--no-build-isolation", "--target", str(site), str(src))
+    return {"PYTHONPATH": str(site)}
 
 
 def test_broken_plugin_costs_one_warning_and_qframe_still_runs(example_plugin, broken_plugin, workdir, tmp_path):
-    proc = qframe([*SMALL, "model=linear"], cwd=tmp_path, env_extra={"QFRAME_HOME": str(workdir)})
+    proc = qframe([*SMALL, "model=linear"], cwd=tmp_path, env_extra={"QFRAME_HOME": str(workdir), **broken_plugin})
     assert proc.returncode == 0, proc.stderr[-3000:]
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("qframe: warning:")]
     assert len(warnings) == 2, proc.stderr[-3000:]
@@ -179,7 +180,7 @@ def test_broken_plugin_costs_one_warning_and_qframe_still_runs(example_plugin, b
     assert "qframe-broken-plugin" in reg and "cannot reach the model server" in reg
     assert "information_ratio" in proc.stdout
 
-    listing = qframe(["plugins", "--json"], cwd=tmp_path)
+    listing = qframe(["plugins", "--json"], cwd=tmp_path, env_extra=broken_plugin)
     assert listing.returncode == 0
     infos = {i["name"]: i for i in json.loads(listing.stdout)}
     assert "ModuleNotFoundError" in infos["broken_import"]["error"]
