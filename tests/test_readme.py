@@ -62,6 +62,7 @@ SMALL_SYNTHETIC_FOR_MODEL = {"lightgbm": {"dataset.n_instruments": 100, "dataset
 #: a rolling study's windows on the small market (2 windows of its 120-day test segment; enough train rows for
 #: LightGBM's penalties to split), unless the command sets them
 SMALL_ROLLING = {"trainer.step": 60, "trainer.train_days": 360, "trainer.valid_days": 100}
+ROLLING_SPANS = ("step", "train_days", "valid_days")
 #: the universe is half the synthetic market: a command's own topk (or topk choices) gets a market of at least
 #: this many instruments per held name (qframe refuses a topk that holds every tradable name)
 INSTRUMENTS_PER_TOPK = 3
@@ -298,12 +299,15 @@ def small_overrides(args: dict[str, str | None]) -> list[str]:
         held = [int(n) for n in re.findall(r"\d+", topk)]
         if held:
             size["dataset.n_instruments"] = max(size["dataset.n_instruments"], INSTRUMENTS_PER_TOPK * max(held))
-        if args.get("trainer") == "rolling":
-            # the command's own windows need their history before the test segment (the last 20 % of the days)
-            need = sum(
-                int(args.get(f"trainer.{k}") or SMALL_ROLLING[f"trainer.{k}"]) for k in ("train_days", "valid_days")
-            )
-            size["dataset.n_days"] = max(size["dataset.n_days"], int((need + 20) / 0.8) + 1)
+        if args.get("trainer") == "rolling" and "segments.fractions" not in taken:
+            # the command's own windows need their history before the test segment; the test segment holds two
+            # of its steps (two windows: the concatenation is still tested), not 20 % of the days
+            rolling = {k: int(args.get(f"trainer.{k}") or SMALL_ROLLING[f"trainer.{k}"]) for k in ROLLING_SPANS}
+            test_days = 2 * rolling["step"] + 5
+            days = max(size["dataset.n_days"], rolling["train_days"] + rolling["valid_days"] + 20 + test_days)
+            size["dataset.n_days"] = days
+            learn = (days - test_days) / days
+            add("segments.fractions", f"[{learn * 0.75:.4f},{learn * 0.25:.4f},{test_days / days:.4f}]")
         for key, value in size.items():
             add(key, value)
     if args.get("trainer") == "rolling":

@@ -38,7 +38,10 @@ def composed(overrides: list[str]) -> dict:
     from omegaconf import OmegaConf
 
     from qframe.app import conf_dir
+    from qframe.cli import preset_parts_for_removed_groups
 
+    # as the qframe command does: `~model` also needs the preset's model/handler parts off
+    overrides = preset_parts_for_removed_groups(overrides)
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         return OmegaConf.to_container(compose("config", overrides), resolve=True)
 
