@@ -1,0 +1,263 @@
+"""Hydra's own Ray launcher (``hydra/launcher=ray``) on a cluster, and what qframe settles before a multirun starts
+(qframe/launch/callbacks.py, qframe/launch/placement.py): the Ray connection defaults, a store every job reaches,
+and where each trial ran (``qframe.host``, ``qframe.pid``, ``qframe.node``).
+
+The cluster test starts two Ray nodes bound to 127.0.0.1 (a directory of its own, RAY_AUTH_MODE=disabled) and an
+``mlflow server`` on a fresh PostgreSQL database, and stops them all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+try:
+    import tracking_services as services  # tests/ is on sys.path under pytest's default import mode
+except ImportError:
+    sys.path.insert(0, str(Path(__file__).parent))
+    import tracking_services as services
+
+from qframe.app import conf_dir
+from qframe.core.tracking import location_tags
+from qframe.launch.callbacks import check_tracking_reach, ray_connect_defaults
+from qframe.launch.placement import launcher_of, tracking_reach_error
+
+SMALL = [
+    "dataset.n_instruments=40",
+    "dataset.n_days=320",
+    "strategy.topk=5",
+    "strategy.n_drop=1",
+    "model.num_boost_round=20",
+    "model.lambda_l1=1",
+    "model.lambda_l2=1",
+    "model.num_threads=1",
+]
+
+
+def composed(overrides: list[str]):
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        return compose("config", overrides, return_hydra_config=True)
+
+
+# -- the error line: a pure function of (launcher kind, address, tracking URI) --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "address", "uri"),
+    [
+        ("ray", "127.0.0.1:6379", "sqlite:////tmp/x/mlflow.db"),
+        ("ray", "ray://head:10001", "file:///tmp/mlruns"),
+        ("qframe_ray", "10.0.0.1:6379", "/tmp/mlruns"),
+        ("submitit_slurm", None, "sqlite:////tmp/x/mlflow.db"),
+    ],
+)
+def test_jobs_elsewhere_with_a_local_store_are_one_line_naming_a_tracking_server(kind, address, uri):
+    message = tracking_reach_error(kind, address, uri)
+    assert message is not None and "\n" not in message
+    assert f"hydra/launcher={kind}" in message and uri in message
+    assert "mlflow server --backend-store-uri postgresql://" in message and "tracking_uri=http://" in message
+
+
+@pytest.mark.parametrize(
+    ("kind", "address", "uri"),
+    [
+        ("ray", None, "sqlite:////tmp/x/mlflow.db"),  # a local Ray instance: the same machine
+        ("ray", "local", "sqlite:////tmp/x/mlflow.db"),
+        ("qframe_ray", None, "sqlite:////tmp/x/mlflow.db"),
+        ("qframe", None, "sqlite:////tmp/x/mlflow.db"),
+        ("joblib", None, "sqlite:////tmp/x/mlflow.db"),
+        ("submitit_local", None, "sqlite:////tmp/x/mlflow.db"),
+        ("ray", "127.0.0.1:6379", "http://127.0.0.1:5000"),
+        ("submitit_slurm", None, "postgresql://db-host/mlflow"),
+    ],
+)
+def test_local_jobs_or_a_shared_store_pass(kind, address, uri):
+    assert tracking_reach_error(kind, address, uri) is None
+
+
+def test_the_launcher_and_its_address_are_read_from_the_composed_config():
+    assert launcher_of(composed([]), {}).kind == "qframe"
+    ray = composed(["hydra/launcher=ray", "hydra.launcher.ray.init.address=127.0.0.1:1"])
+    assert launcher_of(ray, {}) == launcher_of(ray, {"RAY_ADDRESS": "other:2"})
+    assert launcher_of(ray, {}).address == "127.0.0.1:1"
+    # ray.init() reads RAY_ADDRESS when given no address: so does the check
+    assert launcher_of(composed(["hydra/launcher=ray"]), {"RAY_ADDRESS": "h:3"}).address == "h:3"
+
+
+def test_a_sweep_on_a_cluster_with_the_default_store_is_refused_before_any_trial(tmp_path):
+    """The command line, end to end: one error line, exit 2, no trial (no Ray is even started)."""
+    args = ["-m", "tuner=lightgbm", "hydra/launcher=ray", "hydra.launcher.ray.init.address=127.0.0.1:9"]
+    proc = services.run_qframe([*args, f"workdir={tmp_path / '.qframe'}"], tmp_path, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("qframe: error: hydra/launcher=ray runs trials on"), proc.stderr
+    assert "mlflow server --backend-store-uri" in lines[0]
+    assert not list((tmp_path / ".qframe").rglob("sweep_state.json"))
+
+
+def test_the_check_reads_the_store_the_runs_would_use(tmp_path):
+    ray = ["hydra/launcher=ray", "hydra.launcher.ray.init.address=127.0.0.1:1", f"workdir={tmp_path}"]
+    with pytest.raises(Exception, match=f"sqlite:///{tmp_path}/mlflow.db"):
+        check_tracking_reach(composed(ray), {})
+    check_tracking_reach(composed([*ray, "tracking_uri=http://127.0.0.1:5000"]), {})
+    check_tracking_reach(composed(ray), {"MLFLOW_TRACKING_URI": "http://127.0.0.1:5000"})
+    check_tracking_reach(composed(ray[:1] + ray[2:]), {})  # a local Ray instance
+
+
+# -- Hydra Ray's object_store_memory: null when connecting, the launcher's own default otherwise ------------------
+
+
+def test_connecting_to_a_cluster_drops_the_launchers_object_store_default():
+    cfg = composed(["hydra/launcher=ray", "hydra.launcher.ray.init.address=127.0.0.1:1"])
+    assert ray_connect_defaults(cfg, {})
+    init = cfg.hydra.launcher.ray.init
+    # what hydra-ray-launcher's _core.launch does next: a key already there (null) is kept
+    assert init.setdefault("object_store_memory", 78643200) is None
+    assert OmegaConf.to_container(init) == {"address": "127.0.0.1:1", "object_store_memory": None}
+
+
+def test_a_local_ray_and_the_users_own_value_are_left_alone():
+    local = composed(["hydra/launcher=ray"])
+    assert not ray_connect_defaults(local, {})
+    assert "object_store_memory" not in local.hydra.launcher.ray.init  # the launcher's 78 MB default applies
+    own = composed(
+        ["hydra/launcher=ray", "hydra.launcher.ray.init.address=h:1", "+hydra.launcher.ray.init.object_store_memory=5"]
+    )
+    assert not ray_connect_defaults(own, {}) and own.hydra.launcher.ray.init.object_store_memory == 5
+
+
+def test_location_tags_outside_ray_name_this_host_and_process():
+    tags = location_tags()
+    assert tags["qframe.pid"] == str(os.getpid())
+    assert tags["qframe.node"] == tags["qframe.host"] != ""
+
+
+class Cluster(NamedTuple):
+    address: str  # the head's GCS address, host:port
+    env: dict[str, str]  # what a driver connecting to it needs
+    node_ids: list[str]
+
+
+@contextlib.contextmanager
+def two_node_cluster(ray_tmp: str | None = None) -> Iterator[Cluster]:
+    """A head and a worker node (one CPU each) bound to 127.0.0.1, in a temp dir of their own; stopped (each of
+    their processes, found by that dir, never `ray stop`, which stops every Ray of this machine) afterwards."""
+    tmp = ray_tmp or tempfile.mkdtemp(prefix="qfr", dir="/tmp")  # Ray's socket paths must stay short
+    env = {**services.qframe_env(), "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": tmp}
+    ray = str(Path(sys.executable).parent / "ray")
+    port = services.free_port()
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", f"--temp-dir={tmp}", "--disable-usage-stats"]
+    try:
+        head = [ray, "start", "--head", f"--port={port}", "--include-dashboard=false", *common]
+        head += [f"--ray-client-server-port={services.free_port()}"]
+        for command in (head, [ray, "start", f"--address=127.0.0.1:{port}", *common]):
+            command.append(f"--dashboard-agent-listen-port={services.free_port()}")
+            subprocess.run(command, env=env, check=True, capture_output=True, timeout=180)
+        probe = "import ray; ray.init(address='auto'); print(' '.join(n['NodeID'] for n in ray.nodes() if n['Alive']))"
+        found = subprocess.run(
+            [sys.executable, "-c", probe],
+            env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        nodes = found.stdout.split()
+        assert len(nodes) == 2, found
+        yield Cluster(f"127.0.0.1:{port}", env, nodes)
+    finally:
+        _stop_processes_under(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _stop_processes_under(tmp: str) -> None:
+    """SIGKILL the cluster's processes: those whose command line names ``tmp`` (GCS, raylets, monitors) and their
+    descendants (agents and workers, renamed ``ray::...``), and only them."""
+    parents: dict[int, int] = {}
+    ours: set[int] = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if tmp in cmdline:
+            ours.add(int(proc.name))
+    while True:  # their descendants
+        more = {pid for pid, parent in parents.items() if parent in ours} - ours
+        if not more:
+            break
+        ours |= more
+    for pid in ours:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+# -- the whole thing: a sweep through Hydra's Ray launcher on a two-node cluster, a tracking server on PostgreSQL --
+
+
+@pytest.fixture
+def database():
+    missing = services.postgres_missing()
+    if missing and missing.startswith("not installed"):
+        pytest.skip(missing)
+    if missing:
+        pytest.fail(missing)
+    with services.fresh_database() as uri:
+        yield uri
+
+
+@pytest.mark.xdist_group("ray_cluster")
+def test_a_sweep_through_hydras_ray_launcher_on_two_nodes_records_where_each_trial_ran(tmp_path, database):
+    """6 trials, 2 at a time, with only the cluster's address given: every trial finishes on the cluster, recorded
+    on the tracking server, and the trials' location tags show both nodes."""
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher.ray_launcher", reason="the `scale` extra is not installed")
+    from mlflow.tracking import MlflowClient
+
+    served = tmp_path / "served"
+    with (
+        services.mlflow_server(database, tmp_path / "server.log", served) as server,
+        two_node_cluster() as cluster,
+    ):
+        sweep = tmp_path / "sweep"
+        args = [
+            "-m",
+            "tuner=lightgbm",
+            *SMALL,
+            "hydra.sweeper.n_trials=6",
+            "hydra.sweeper.n_jobs=2",
+            "hydra/launcher=ray",
+            f"hydra.launcher.ray.init.address={cluster.address}",
+            f"tracking_uri={server.url}",
+            f"hydra.sweep.dir={sweep}",
+            f"workdir={tmp_path / '.qframe'}",
+        ]
+        env = {**services.qframe_env(), **cluster.env}
+        proc = subprocess.run(
+            [sys.executable, "-m", "qframe", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        assert "sweep done: 6 complete, 0 failed" in proc.stdout, proc.stdout[-2000:]
+        client = MlflowClient(server.url)
+        experiment = client.get_experiment_by_name("qframe")
+        runs = client.search_runs([experiment.experiment_id], "tags.qframe.trial LIKE '%'", max_results=50)
+    assert sorted(int(r.data.tags["qframe.trial"]) for r in runs) == list(range(6))
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    nodes = {r.data.tags["qframe.node"] for r in runs}
+    assert nodes == set(cluster.node_ids), (nodes, cluster.node_ids)
+    assert len({r.data.tags["qframe.pid"] for r in runs}) >= 2  # Ray's worker processes, one node's each at least
+    assert {r.data.tags["qframe.host"] for r in runs} == {location_tags()["qframe.host"]}
