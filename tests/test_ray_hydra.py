@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -34,6 +36,7 @@ from qframe.core.tracking import location_tags
 from qframe.launch.callbacks import check_tracking_reach, ray_connect_defaults
 from qframe.launch.placement import launcher_of, tracking_reach_error
 
+ROOT = Path(__file__).resolve().parents[1]
 SMALL = [
     "dataset.n_instruments=40",
     "dataset.n_days=320",
@@ -221,38 +224,81 @@ def database():
         yield uri
 
 
+def documented_recipe() -> tuple[str, str]:
+    """The two commands of docs/tracking.md's "A sweep on a Ray cluster": (the server's, the sweep's)."""
+    text = (ROOT / "docs" / "tracking.md").read_text()
+    section = text.split("### A sweep on a Ray cluster", 1)[1]
+    block = section.split("```text\n", 1)[1].split("```", 1)[0]
+    server, sweep = block.strip().splitlines()
+    assert server.startswith("mlflow server ") and sweep.startswith("qframe -m "), block
+    return server, sweep
+
+
+def made_local(command: str, replacements: dict[str, str]) -> list[str]:
+    """``command``'s words with each placeholder of ``replacements`` (a host, a port, a database) replaced; every
+    placeholder must be there: the printed command is the one run."""
+    for old, new in replacements.items():
+        assert old in command, (old, command)
+        command = command.replace(old, new)
+    return shlex.split(command)
+
+
+@contextlib.contextmanager
+def documented_server(command: str, database: str, tmp: Path) -> Iterator[str]:
+    """docs' ``mlflow server`` command on ``database``, 127.0.0.1 and a free port (one worker: a test's writers
+    are a handful); its URL once ``/health`` answers; stopped with its workers afterwards."""
+    port = services.free_port()
+    words = made_local(
+        command,
+        {
+            "postgresql://postgres@127.0.0.1:5432/mlflow": database,
+            "/srv/mlflow-artifacts": str(tmp / "served"),
+            "--host 0.0.0.0": "--host 127.0.0.1",  # this machine only: nothing reaches it from outside
+            "--port 5000": f"--port {port}",
+        },
+    )
+    words[0] = str(Path(sys.executable).parent / words[0])
+    log = tmp / "server.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [*words, "--workers", "1"], stdout=out, stderr=out, env=services.qframe_env(), start_new_session=True
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + services.SERVER_START_TIMEOUT
+        while not services._healthy(url):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.3)
+        yield url
+    finally:
+        services.stop_group(proc)
+
+
 @pytest.mark.xdist_group("ray_cluster")
-def test_a_sweep_through_hydras_ray_launcher_on_two_nodes_records_where_each_trial_ran(tmp_path, database):
-    """6 trials, 2 at a time, with only the cluster's address given: every trial finishes on the cluster, recorded
-    on the tracking server, and the trials' location tags show both nodes."""
+def test_the_documented_ray_cluster_recipe_runs_and_records_where_each_trial_ran(tmp_path, database):
+    """docs/tracking.md's two commands, as printed but for the test's own ports, host and database: an ``mlflow
+    server`` on PostgreSQL, then a sweep of 6 trials, 2 at a time, through Hydra's Ray launcher given only the
+    address of a two-node cluster. Every trial finishes, recorded on the server; their location tags show both
+    nodes."""
     pytest.importorskip("hydra_plugins.hydra_ray_launcher.ray_launcher", reason="the `scale` extra is not installed")
     from mlflow.tracking import MlflowClient
 
-    served = tmp_path / "served"
-    with (
-        services.mlflow_server(database, tmp_path / "server.log", served) as server,
-        two_node_cluster() as cluster,
-    ):
+    server_command, sweep_command = documented_recipe()
+    with documented_server(server_command, database, tmp_path) as url, two_node_cluster() as cluster:
         sweep = tmp_path / "sweep"
-        args = [
-            "-m",
-            "tuner=lightgbm",
-            *SMALL,
-            "hydra.sweeper.n_trials=6",
-            "hydra.sweeper.n_jobs=2",
-            "hydra/launcher=ray",
-            f"hydra.launcher.ray.init.address={cluster.address}",
-            f"tracking_uri={server.url}",
-            f"hydra.sweep.dir={sweep}",
-            f"workdir={tmp_path / '.qframe'}",
-        ]
-        env = {**services.qframe_env(), **cluster.env}
+        words = made_local(sweep_command, {"http://tracking-host:5000": url, "ray-head:6379": cluster.address})
+        size = [*SMALL, "hydra.sweeper.n_trials=6", f"hydra.sweep.dir={sweep}", f"workdir={tmp_path / '.qframe'}"]
         proc = subprocess.run(
-            [sys.executable, "-m", "qframe", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+            [sys.executable, "-m", "qframe", *words[1:], *size],
+            cwd=tmp_path,
+            env={**services.qframe_env(), **cluster.env},
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         assert proc.returncode == 0, proc.stderr[-4000:]
         assert "sweep done: 6 complete, 0 failed" in proc.stdout, proc.stdout[-2000:]
-        client = MlflowClient(server.url)
+        client = MlflowClient(url)
         experiment = client.get_experiment_by_name("qframe")
         runs = client.search_runs([experiment.experiment_id], "tags.qframe.trial LIKE '%'", max_results=50)
     assert sorted(int(r.data.tags["qframe.trial"]) for r in runs) == list(range(6))
