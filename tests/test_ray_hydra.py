@@ -11,15 +11,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -30,6 +26,7 @@ try:
 except ImportError:
     sys.path.insert(0, str(Path(__file__).parent))
     import tracking_services as services
+from ray_cluster import ray_cluster  # noqa: E402 - found on the path set above
 
 from qframe.app import conf_dir
 from qframe.core.tracking import location_tags
@@ -147,67 +144,16 @@ def test_location_tags_outside_ray_name_this_host_and_process():
     assert tags["qframe.node"] == tags["qframe.host"] != ""
 
 
-class Cluster(NamedTuple):
-    address: str  # the head's GCS address, host:port
-    env: dict[str, str]  # what a driver connecting to it needs
-    node_ids: list[str]
-
-
-@contextlib.contextmanager
-def two_node_cluster(ray_tmp: str | None = None) -> Iterator[Cluster]:
-    """A head and a worker node (one CPU each) bound to 127.0.0.1, in a temp dir of their own; stopped (each of
-    their processes, found by that dir, never `ray stop`, which stops every Ray of this machine) afterwards."""
-    tmp = ray_tmp or tempfile.mkdtemp(prefix="qfr", dir="/tmp")  # Ray's socket paths must stay short
-    env = {**services.qframe_env(), "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": tmp}
-    ray = str(Path(sys.executable).parent / "ray")
-    port = services.free_port()
-    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", f"--temp-dir={tmp}", "--disable-usage-stats"]
-    try:
-        head = [ray, "start", "--head", f"--port={port}", "--include-dashboard=false", *common]
-        head += [f"--ray-client-server-port={services.free_port()}"]
-        for command in (head, [ray, "start", f"--address=127.0.0.1:{port}", *common]):
-            command.append(f"--dashboard-agent-listen-port={services.free_port()}")
-            subprocess.run(command, env=env, check=True, capture_output=True, timeout=180)
-        probe = "import ray; ray.init(address='auto'); print(' '.join(n['NodeID'] for n in ray.nodes() if n['Alive']))"
-        found = subprocess.run(
-            [sys.executable, "-c", probe],
-            env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
-        nodes = found.stdout.split()
-        assert len(nodes) == 2, found
-        yield Cluster(f"127.0.0.1:{port}", env, nodes)
-    finally:
-        _stop_processes_under(tmp)
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _stop_processes_under(tmp: str) -> None:
-    """SIGKILL the cluster's processes: those whose command line names ``tmp`` (GCS, raylets, monitors) and their
-    descendants (agents and workers, renamed ``ray::...``), and only them."""
-    parents: dict[int, int] = {}
-    ours: set[int] = set()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        if tmp in cmdline:
-            ours.add(int(proc.name))
-    while True:  # their descendants
-        more = {pid for pid, parent in parents.items() if parent in ours} - ours
-        if not more:
-            break
-        ours |= more
-    for pid in ours:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+def node_ids(cluster) -> set[str]:
+    """The ids of the cluster's alive nodes (a fresh driver asks its GCS)."""
+    probe = (
+        f"import ray; ray.init(address={cluster.address!r}, logging_level='ERROR');"
+        "print(' '.join(n['NodeID'] for n in ray.nodes() if n['Alive']))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=cluster.env, capture_output=True, text=True, timeout=120, check=True
+    )
+    return set(out.stdout.strip().splitlines()[-1].split())
 
 
 # -- the whole thing: a sweep through Hydra's Ray launcher on a two-node cluster, a tracking server on PostgreSQL --
@@ -284,14 +230,14 @@ def test_the_documented_ray_cluster_recipe_runs_and_records_where_each_trial_ran
     from mlflow.tracking import MlflowClient
 
     server_command, sweep_command = documented_recipe()
-    with documented_server(server_command, database, tmp_path) as url, two_node_cluster() as cluster:
+    with documented_server(server_command, database, tmp_path) as url, ray_cluster(nodes=2, num_cpus=1) as cluster:
         sweep = tmp_path / "sweep"
         words = made_local(sweep_command, {"http://tracking-host:5000": url, "ray-head:6379": cluster.address})
         size = [*SMALL, "hydra.sweeper.n_trials=6", f"hydra.sweep.dir={sweep}", f"workdir={tmp_path / '.qframe'}"]
         proc = subprocess.run(
             [sys.executable, "-m", "qframe", *words[1:], *size],
             cwd=tmp_path,
-            env={**services.qframe_env(), **cluster.env},
+            env={k: v for k, v in cluster.env.items() if not k.startswith(("QFRAME_", "MLFLOW_TRACKING"))},
             capture_output=True,
             text=True,
             timeout=600,
@@ -301,9 +247,10 @@ def test_the_documented_ray_cluster_recipe_runs_and_records_where_each_trial_ran
         client = MlflowClient(url)
         experiment = client.get_experiment_by_name("qframe")
         runs = client.search_runs([experiment.experiment_id], "tags.qframe.trial LIKE '%'", max_results=50)
+        alive = node_ids(cluster)
     assert sorted(int(r.data.tags["qframe.trial"]) for r in runs) == list(range(6))
     assert {r.info.status for r in runs} == {"FINISHED"}
     nodes = {r.data.tags["qframe.node"] for r in runs}
-    assert nodes == set(cluster.node_ids), (nodes, cluster.node_ids)
+    assert nodes == alive and len(nodes) == 2, (nodes, alive)
     assert len({r.data.tags["qframe.pid"] for r in runs}) >= 2  # Ray's worker processes, one node's each at least
     assert {r.data.tags["qframe.host"] for r in runs} == {location_tags()["qframe.host"]}
