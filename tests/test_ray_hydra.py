@@ -96,6 +96,17 @@ def test_the_launcher_and_its_address_are_read_from_the_composed_config():
     assert launcher_of(composed(["hydra/launcher=ray"]), {"RAY_ADDRESS": "h:3"}).address == "h:3"
 
 
+def test_qframes_ray_launcher_is_read_by_its_own_address_key():
+    cfg = OmegaConf.create(
+        {"hydra": {"launcher": {"_target_": "hydra_plugins.qframe_ray_launcher.qframe_ray_launcher.QFrameRayLauncher"}}}
+    )
+    assert launcher_of(cfg, {}) == launcher_of(cfg, {"RAY_ADDRESS": ""})
+    assert launcher_of(cfg, {}).kind == "qframe_ray" and launcher_of(cfg, {}).address is None
+    cfg.hydra.launcher.address = "ray://head:10001"
+    place = launcher_of(cfg, {})
+    assert tracking_reach_error(place.kind, place.address, "sqlite:////x.db") is not None
+
+
 def test_a_sweep_on_a_cluster_with_the_default_store_is_refused_before_any_trial(tmp_path):
     """The command line, end to end: one error line, exit 2, no trial (no Ray is even started)."""
     args = ["-m", "tuner=lightgbm", "hydra/launcher=ray", "hydra.launcher.ray.init.address=127.0.0.1:9"]
@@ -126,6 +137,13 @@ def test_connecting_to_a_cluster_drops_the_launchers_object_store_default():
     # what hydra-ray-launcher's _core.launch does next: a key already there (null) is kept
     assert init.setdefault("object_store_memory", 78643200) is None
     assert OmegaConf.to_container(init) == {"address": "127.0.0.1:1", "object_store_memory": None}
+
+
+def test_ray_address_in_the_environment_connects_too():
+    """``ray.init()`` without an address connects to ``RAY_ADDRESS``: the launcher's default must go then too."""
+    cfg = composed(["hydra/launcher=ray"])
+    assert ray_connect_defaults(cfg, {"RAY_ADDRESS": "127.0.0.1:1"})
+    assert cfg.hydra.launcher.ray.init.object_store_memory is None
 
 
 def test_a_local_ray_and_the_users_own_value_are_left_alone():

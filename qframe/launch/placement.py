@@ -68,7 +68,7 @@ def launcher_of(config: Any, environ: Mapping[str, str] | None = None) -> Launch
     elif kind == "qframe_ray":
         address = OmegaConf.select(config, "hydra.launcher.address", default=None)
     if kind in CLUSTER_KINDS and address is None:
-        address = (environ or {}).get("RAY_ADDRESS")
+        address = (environ or {}).get("RAY_ADDRESS") or None
     return LauncherPlace(kind, None if address is None else str(address))
 
 
