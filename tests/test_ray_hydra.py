@@ -61,6 +61,7 @@ def composed(overrides: list[str]):
         ("ray", "ray://head:10001", "file:///tmp/mlruns"),
         ("qframe_ray", "10.0.0.1:6379", "/tmp/mlruns"),
         ("submitit_slurm", None, "sqlite:////tmp/x/mlflow.db"),
+        ("ray_aws", None, "sqlite:////tmp/x/mlflow.db"),
     ],
 )
 def test_jobs_elsewhere_with_a_local_store_are_one_line_naming_a_tracking_server(kind, address, uri):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 #: launcher kinds (:func:`launcher_of`) whose jobs always run elsewhere, address or not
-ALWAYS_REMOTE = ("submitit_slurm",)
+ALWAYS_REMOTE = ("submitit_slurm", "ray_aws")
 #: launcher kinds whose jobs run elsewhere when they are given a cluster's address
 CLUSTER_KINDS = ("ray", "qframe_ray")
 #: Ray addresses that start a new local instance rather than connect to a cluster
@@ -89,7 +89,8 @@ def tracking_reach_error(kind: str, address: str | None, tracking_uri: str) -> s
 
     if not runs_elsewhere(kind, address) or scheme(tracking_uri) not in FILE_SCHEMES:
         return None
-    where = f"the Ray cluster at {address}" if kind in CLUSTER_KINDS else "Slurm's nodes"
+    elsewhere = {"submitit_slurm": "Slurm's nodes", "ray_aws": "a Ray cluster on AWS"}
+    where = elsewhere.get(kind, f"the Ray cluster at {address}")
     option = "hydra/launcher=" + kind
     return (
         f"{option} runs trials on {where}, which cannot all reach this machine's store {tracking_uri}: "
