@@ -265,6 +265,18 @@ def test_a_rolling_run_is_an_ordinary_run(study):
     assert not any(run_id in proc.stdout for run_id in children(result)["run_id"])
 
 
+def test_each_window_run_records_the_process_it_ran_in(study):
+    """Forked windows: each window's run is tagged with its own process, on this host (no Ray: node = host)."""
+    from mlflow.tracking import MlflowClient
+
+    _, _, result = study
+    client = MlflowClient(result.tracking_uri)
+    study_tags = client.get_run(result.run_id).data.tags
+    windows = [client.get_run(run_id).data.tags for run_id in children(result)["run_id"]]
+    assert {w["qframe.host"] for w in windows} == {w["qframe.node"] for w in windows} == {study_tags["qframe.host"]}
+    assert study_tags["qframe.pid"] not in {w["qframe.pid"] for w in windows}
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # the command
 
@@ -287,6 +299,12 @@ def test_ray_launcher_runs_the_windows_as_ray_tasks(tmp_path, study):
     assert len(windows) == 3 and {r.info.status for r in windows} == {"FINISHED"}
     (study_run,) = [r for r in runs if r.data.tags.get("qframe.window") is None]
     assert study_run.data.params["fit.executor"] == "ray"
+    # each window ran in a Ray worker of the local instance: its node's id, a process other than the study's
+    assert len({r.data.tags["qframe.node"] for r in windows}) == 1
+    study_tags = study_run.data.tags
+    assert windows[0].data.tags["qframe.node"] != study_tags["qframe.node"] == study_tags["qframe.host"]
+    assert study_tags["qframe.pid"] not in {r.data.tags["qframe.pid"] for r in windows}
+    assert not any(k.startswith("fit.qframe.") for k in windows[0].data.params)
 
 
 def test_from_run_with_a_trainer_is_one_line_error(tmp_path):

@@ -405,6 +405,10 @@ def test_lightgbm_sweep_tracks_parent_and_children_and_best_command_reproduces(t
             assert not {"cumulative_return.png", "report.html"} & {
                 a.path for a in client.list_artifacts(run.info.run_id)
             }
+    # where each trial ran: a forked process of its own, on this host (no Ray: the node is the host)
+    ran = [by_trial[t["number"]].data.tags for t in done]
+    assert len({tags["qframe.pid"] for tags in ran}) == len(ran)
+    assert all(tags["qframe.node"] == tags["qframe.host"] for tags in ran)
 
     res = results(sweep)
     best = max(done, key=lambda t: t["value"])  # maximize: the default direction

@@ -181,6 +181,7 @@ def run_window(cfg: dict[str, Any], panel: Panel, window: Window, checkpoints: s
     from qframe.core.components import build_component
     from qframe.core.handler import lookback_of, make_processors, process_segments
     from qframe.core.registry import get_registry
+    from qframe.core.tracking import location_tags
     from qframe.core.workflow import _fit, _predict
 
     registry = get_registry()
@@ -210,6 +211,8 @@ def run_window(cfg: dict[str, Any], panel: Panel, window: Window, checkpoints: s
         "valid_rows": len(valid),
         "fit_seconds": round(fitted, 4),
         "predict_seconds": round(time.perf_counter() - t0, 4),
+        # where the window ran (qframe.host, qframe.pid, qframe.node): its child run's tags, not fit params
+        **location_tags(),
     }
     return scores, info
 
@@ -451,13 +454,16 @@ def _record_windows(tracked: Any, inputs: RollingInputs, table: pd.DataFrame, re
         }
         child = client.create_run(run.info.experiment_id, tags=tags)
         params = [Param(f"window.{s}", v) for s, v in spans.items()] + [Param("window.index", str(index))]
+        where: list[RunTag] = []
         if index in results:
             info = results[index][1]
-            params += [Param(f"fit.{k}", str(v)[:500]) for k, v in info.items()]
+            params += [Param(f"fit.{k}", str(v)[:500]) for k, v in info.items() if not k.startswith("qframe.")]
+            where = [RunTag(k, str(v)) for k, v in info.items() if k.startswith("qframe.")]
         metrics = [
             Metric(k, float(row[k]), now, 0) for k in ("IC", "RankIC") if row.get(k) is not None and np.isfinite(row[k])
         ]
-        client.log_batch(child.info.run_id, metrics=metrics, params=params, tags=[RunTag("qframe.kind", "window")])
+        tags = [RunTag("qframe.kind", "window"), *where]
+        client.log_batch(child.info.run_id, metrics=metrics, params=params, tags=tags)
         client.set_terminated(child.info.run_id, "FINISHED" if index in results else "FAILED")
     with artifact_dir() as out:
         table.to_csv(out / "windows.csv", index=False)

@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -182,9 +183,22 @@ def log_uncommitted_diff(log_file: Any, tags: Mapping[str, str]) -> bool:
     return True
 
 
+def location_tags() -> dict[str, str]:
+    """Where this process runs: ``qframe.host``, ``qframe.pid`` and ``qframe.node`` (the Ray node's id inside a
+    Ray worker or driver, else the host), so a trial on a cluster says which machine ran it."""
+    host = socket.gethostname()
+    node = host
+    ray = sys.modules.get("ray")  # imported by every Ray worker; never imported here for this
+    if ray is not None and ray.is_initialized():
+        node = ray.get_runtime_context().get_node_id()
+    return {"qframe.host": host, "qframe.pid": str(os.getpid()), "qframe.node": node}
+
+
 def run_tags(dataset_fingerprint: str, source: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The tags of a run on a dataset with this fingerprint (``source``: :func:`source_tags`, if known already)."""
-    return {**(source if source is not None else source_tags()), "qframe.dataset_fingerprint": dataset_fingerprint}
+    """The tags of a run on a dataset with this fingerprint (``source``: :func:`source_tags`, if known already,
+    e.g. by a fork launcher's parent) and where it runs (:func:`location_tags`, always this process's)."""
+    source = source if source is not None else source_tags()
+    return {**source, **location_tags(), "qframe.dataset_fingerprint": dataset_fingerprint}
 
 
 def preload(location: RunLocation) -> tuple[dict[str, str], str]:
