@@ -156,7 +156,7 @@ class QFrameTask:
         "pyarrow",
         "pyarrow.parquet",
         "pandas.io.parquet",
-        "lightgbm",
+        "qframe.plugins.models.lightgbm",  # lightgbm without scikit-learn (qframe.plugins.models.lightgbm_import)
         "mlflow",
         # imported by mlflow.set_tracking_uri (tracing's no-op provider): ~0.03 s a run otherwise
         "mlflow.tracing.processor.base_mlflow",

@@ -14,9 +14,7 @@ def load_model(directory: Path, params: dict[str, str]) -> Any:
     with ``weights_only=True``): an object whose ``predict`` (``predict_panel`` for torch) gives the run's scores."""
     directory = Path(directory)
     if (directory / "model.lgb.txt").is_file():
-        import lightgbm as lgb
-
-        from qframe.plugins.models.lightgbm import LightGBMModel
+        from qframe.plugins.models.lightgbm import LightGBMModel, lgb  # lgb: lightgbm, imported the light way
 
         model = LightGBMModel()
         model.booster = lgb.Booster(model_file=str(directory / "model.lgb.txt"))

@@ -1,0 +1,99 @@
+"""What a fresh process imports: only the libraries the command uses (every run and every sweep worker pays them).
+
+Each test starts a new interpreter and reads its ``sys.modules`` at exit: an eager import anywhere in the chain
+(``qframe.cli``, the built-in plugins, ``hydra_plugins/``, the workflow) shows up here.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+#: libraries a command must not import unless it uses them (scipy.stats: what scikit-learn costs most of)
+HEAVY = ("lightgbm", "torch", "sklearn", "scipy.stats", "matplotlib", "mlflow", "hyperopt", "ray")
+SMALL = ["dataset.n_instruments=40", "dataset.n_days=320", "strategy.topk=5", "strategy.n_drop=1"]
+
+
+def python(code: str, cwd, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("QFRAME_", "MLFLOW_TRACKING"))}
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def qframe_imports(args: list[str], cwd) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """Run ``qframe ARGS`` in a fresh interpreter; (the process, the :data:`HEAVY` libraries it had imported)."""
+    code = f"""
+        import atexit, sys
+        atexit.register(lambda: print("HEAVY", sorted(set({HEAVY!r}) & set(sys.modules))))
+        from qframe.cli import main
+        sys.argv = ["qframe", *{args!r}]
+        main()
+    """
+    proc = python(code, cwd)
+    line = next((line for line in proc.stdout.splitlines() if line.startswith("HEAVY ")), None)
+    assert line is not None, (proc.returncode, proc.stdout[-2000:], proc.stderr[-3000:])
+    return proc, set(eval(line[len("HEAVY ") :]))  # noqa: S307 - our own printed list literal
+
+
+def test_help_and_composing_a_config_import_no_heavy_library(tmp_path):
+    help_run, imported = qframe_imports(["--help"], tmp_path)
+    assert help_run.returncode == 0 and "model: " in help_run.stdout, help_run.stderr[-2000:]
+    assert imported == set()
+    # the default config (model=lightgbm, plots on) composed and printed: composing imports none of what it names
+    composed, imported = qframe_imports(["--cfg", "job"], tmp_path)
+    assert composed.returncode == 0 and "name: lightgbm" in composed.stdout, composed.stderr[-2000:]
+    assert imported == set()
+
+
+def test_a_run_imports_only_what_it_uses(tmp_path):
+    """A ridge run without plots records to MLflow and imports neither LightGBM, torch, scikit-learn nor matplotlib."""
+    run, imported = qframe_imports([*SMALL, "model=linear", "recording.plots=false"], tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "MLflow run" in run.stdout
+    assert imported == {"mlflow"}
+
+
+def test_lightgbm_model_fits_without_importing_scikit_learn(tmp_path):
+    proc = python(
+        """
+        import sys
+        import numpy as np
+        from qframe.plugins.models.lightgbm import LightGBMModel, lgb
+
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(2000, 4)).astype(np.float32)
+        y = (X[:, 0] + rng.normal(0, 0.5, 2000)).astype(np.float32)
+        model = LightGBMModel(num_boost_round=20, early_stopping_rounds=5, num_threads=1)
+        model.fit(X[:1500], y[:1500], X[1500:], y[1500:])
+        corr = np.corrcoef(model.predict(X[1500:]), y[1500:])[0, 1]
+        print("LOADED", sorted({"sklearn", "scipy.stats"} & set(sys.modules)), "CORR", round(corr, 2))
+        import sklearn  # the block was for lightgbm's own import only
+        print("SKLEARN", sklearn.__version__, "API", lgb.compat.SKLEARN_INSTALLED)
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    loaded = next(line for line in proc.stdout.splitlines() if line.startswith("LOADED"))
+    assert loaded.startswith("LOADED [] CORR"), loaded
+    assert float(loaded.split()[-1]) > 0.5, loaded  # the trees learnt the planted feature
+    assert "SKLEARN 1." in proc.stdout and "API False" in proc.stdout, proc.stdout
+
+
+def test_lightgbm_imported_first_by_other_code_keeps_its_scikit_learn_api(tmp_path):
+    """A plugin that imports lightgbm (or scikit-learn) before qframe's model does gets lightgbm's full API."""
+    proc = python(
+        """
+        import numpy as np
+        import sklearn  # noqa: F401
+        from qframe.plugins.models.lightgbm import lgb
+
+        X = np.random.default_rng(0).normal(size=(200, 3))
+        model = lgb.LGBMRegressor(n_estimators=3, verbose=-1).fit(X, X[:, 0])
+        print("PRED", model.predict(X[:2]).shape)
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "PRED (2,)" in proc.stdout
