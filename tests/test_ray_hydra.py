@@ -27,6 +27,7 @@ except ImportError:
     sys.path.insert(0, str(Path(__file__).parent))
     import tracking_services as services
 from ray_cluster import ray_cluster  # noqa: E402 - found on the path set above
+from test_sweep import SMALL  # the tiny LightGBM sweep of the end-to-end tests
 
 from qframe.app import conf_dir
 from qframe.core.tracking import location_tags
@@ -34,16 +35,6 @@ from qframe.launch.callbacks import check_tracking_reach, ray_connect_defaults
 from qframe.launch.placement import launcher_of, tracking_reach_error
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = [
-    "dataset.n_instruments=40",
-    "dataset.n_days=320",
-    "strategy.topk=5",
-    "strategy.n_drop=1",
-    "model.num_boost_round=20",
-    "model.lambda_l1=1",
-    "model.lambda_l2=1",
-    "model.num_threads=1",
-]
 
 
 def composed(overrides: list[str]):
