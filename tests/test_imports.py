@@ -11,6 +11,8 @@ import textwrap
 
 #: libraries a command must not import unless it uses them (scipy.stats: what scikit-learn costs most of)
 HEAVY = ("lightgbm", "torch", "sklearn", "scipy.stats", "matplotlib", "mlflow", "hyperopt", "ray")
+#: what a command that reads no data must not import either: the plugins register their components by import path
+DATA = ("pandas", "numpy", "pyarrow")
 SMALL = ["dataset.n_instruments=40", "dataset.n_days=320", "strategy.topk=5", "strategy.n_drop=1"]
 
 
@@ -22,11 +24,13 @@ def python(code: str, cwd, timeout: int = 300) -> subprocess.CompletedProcess:
     )
 
 
-def qframe_imports(args: list[str], cwd) -> tuple[subprocess.CompletedProcess, set[str]]:
-    """Run ``qframe ARGS`` in a fresh interpreter; (the process, the :data:`HEAVY` libraries it had imported)."""
+def qframe_imports(
+    args: list[str], cwd, libraries: tuple[str, ...] = HEAVY
+) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """Run ``qframe ARGS`` in a fresh interpreter; (the process, which of ``libraries`` it had imported)."""
     code = f"""
         import atexit, sys
-        atexit.register(lambda: print("HEAVY", sorted(set({HEAVY!r}) & set(sys.modules))))
+        atexit.register(lambda: print("HEAVY", sorted(set({libraries!r}) & set(sys.modules))))
         from qframe.cli import main
         sys.argv = ["qframe", *{args!r}]
         main()
@@ -45,6 +49,49 @@ def test_help_and_composing_a_config_import_no_heavy_library(tmp_path):
     composed, imported = qframe_imports(["--cfg", "job"], tmp_path)
     assert composed.returncode == 0 and "name: lightgbm" in composed.stdout, composed.stderr[-2000:]
     assert imported == set()
+
+
+def test_help_and_error_lines_import_no_data_library(tmp_path):
+    """``--help``, ``--version`` and a bad option's error line load the plugins but import neither pandas nor numpy."""
+    help_run, imported = qframe_imports(["--help"], tmp_path, HEAVY + DATA)
+    assert help_run.returncode == 0 and "qframe plugins" in help_run.stdout, help_run.stderr[-2000:]
+    assert imported == set()
+    version, imported = qframe_imports(["--version"], tmp_path, HEAVY + DATA)
+    assert version.returncode == 0 and version.stdout.startswith("qframe "), version.stderr[-2000:]
+    assert imported == set()
+    bad, imported = qframe_imports(["model=nosuch"], tmp_path, HEAVY + DATA)
+    assert bad.returncode == 2, (bad.stdout[-2000:], bad.stderr[-2000:])
+    assert bad.stderr.startswith("qframe: error: unknown model 'nosuch'") and "Traceback" not in bad.stderr
+    assert imported == set()
+
+
+def test_registering_the_plugins_imports_no_component(tmp_path):
+    """The registry lists every built-in (names, descriptions, parameters) without importing pandas, numpy or
+    LightGBM; making one component imports its module then, and its parameters are still checked."""
+    proc = python(
+        f"""
+        import sys
+        from qframe.core.registry import get_registry
+
+        registry = get_registry()
+        names = {{kind: registry.names(kind) for kind in ("dataset", "model", "processor", "strategy")}}
+        print("NAMES", names["dataset"], "lightgbm" in names["model"], "dropna_label" in names["processor"])
+        print("BEFORE", sorted(set({HEAVY + DATA!r}) & set(sys.modules)))
+        from qframe.core.errors import ConfigError
+        try:
+            registry.create("dataset", "qlib", provider_uri="x", markt="csi300")
+        except ConfigError as exc:
+            print("REFUSED", exc)
+        print("AFTER", "pandas" in sys.modules, "qframe.plugins.datasets.qlib_bin" in sys.modules)
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "NAMES ['csv', 'qlib', 'synthetic'] True True" in out, out
+    assert "BEFORE []" in out, out
+    assert "dataset.markt" in out and "market" in out.split("REFUSED", 1)[1], out
+    assert "AFTER True True" in out, out
 
 
 def test_a_run_imports_only_what_it_uses(tmp_path):

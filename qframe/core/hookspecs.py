@@ -16,7 +16,7 @@ Each hookspec's docstring ends with when it is called (:data:`CALLED`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import pluggy
 
@@ -32,7 +32,9 @@ from qframe.core.contracts import (
     Strategy,
     TunerBackend,
 )
-from qframe.core.windows import TaskGenerator
+
+if TYPE_CHECKING:  # windows imports pandas: registering the plugins must not
+    from qframe.core.windows import TaskGenerator
 
 hookspec = pluggy.HookspecMarker("qframe")
 hookimpl = pluggy.HookimplMarker("qframe")

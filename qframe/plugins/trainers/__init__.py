@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from qframe.core.hookspecs import hookimpl
-from qframe.core.windows import rolling_windows
+from qframe.core.lazy import lazy
 
 
 @hookimpl
 def register_task_generators(register):
-    register("rolling", rolling_windows, "Walk-forward windows: refit every step days, sliding or expanding train")
+    register(
+        "rolling",
+        lazy("qframe.core.windows:rolling_windows"),
+        "Walk-forward windows: refit every step days, sliding or expanding train",
+    )
