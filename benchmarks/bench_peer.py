@@ -281,12 +281,15 @@ def main() -> None:
             cmd = [sys.executable, str(HERE / "bench_workflow.py"), "--child", str(qf_work), *overrides]
             res = measured(cmd, work, base_env, opts.timeout, log)
             if res["rc"] != 0:
-                fail(f"qframe {label} run {r} exited {res['rc']}; its log: {log}")
+                last = log.read_text().strip().splitlines()[-1:]
+                fail(f"qframe {label} run {r} exited {res['rc']}: {last}; its log: {log}")
             child = json.loads(res["stdout"].strip().splitlines()[-1])
             res["stages"], res["metrics"], res["split"] = qframe_stages(child)
             runs[label].append(res)
             print(f"round {r}: qframe {label} {res['wall']:.1f} s, {res['peak_mb']:.0f} MB", flush=True)
 
+    results = {side: [{k: v for k, v in x.items() if k != "stdout"} for x in xs] for side, xs in runs.items()}
+    (work / "results.json").write_text(json.dumps(results, indent=1))
     for res in (x for side in runs.values() for x in side):
         res["stages"]["rest"] = res["wall"] - sum(res["stages"].values())
     qlib_wall = statistics.median(x["wall"] for x in runs["qlib"])

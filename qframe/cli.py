@@ -184,13 +184,15 @@ def _main(argv: list[str]) -> int:
     if problem:
         return _error(problem)
     from qframe.app import hydra_main
+    from qframe.hydra_help import asks_for_help, one_repository_for_group_listings
 
     sys.argv = [sys.argv[0], *preset_parts_for_removed_groups(argv)]
     user_wants_full_error = bool(os.environ.get("HYDRA_FULL_ERROR"))
     # Hydra then raises its composition errors instead of printing them with a hint about this variable
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        hydra_main()
+        with one_repository_for_group_listings(asks_for_help(argv)):
+            hydra_main()
     except QFrameError as exc:  # a sweep's own error, or a grid job's (Hydra's basic sweeper re-raises it)
         return _error(str(exc))
     except Exception as exc:

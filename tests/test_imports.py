@@ -144,3 +144,41 @@ def test_lightgbm_imported_first_by_other_code_keeps_its_scikit_learn_api(tmp_pa
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "PRED (2,)" in proc.stdout
+
+
+def test_help_lists_the_config_groups_from_one_repository(tmp_path):
+    """``--help`` builds Hydra's config repository a few times instead of twice per group, and prints the same text
+    as Hydra's own listing."""
+    code = """
+        import sys
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl
+        import qframe.hydra_help as hydra_help
+
+        built = []
+        create = ConfigLoaderImpl._parse_overrides_and_create_caching_repo
+        ConfigLoaderImpl._parse_overrides_and_create_caching_repo = lambda *a: built.append(1) or create(*a)
+        if sys.argv[1] == "hydra":
+            reuse = hydra_help.one_repository_for_group_listings
+            hydra_help.one_repository_for_group_listings = lambda enabled: reuse(False)
+        import atexit
+        atexit.register(lambda: print("BUILT", len(built)))
+        from qframe.cli import main
+        sys.argv = ["qframe", "--help"]
+        main()
+    """
+    texts, built = {}, {}
+    for mode in ("qframe", "hydra"):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("QFRAME_", "MLFLOW_TRACKING"))}
+        proc = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(code), mode],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        text, _, count = proc.stdout.rpartition("BUILT ")
+        texts[mode], built[mode] = text, int(count)
+    assert "model: " in texts["qframe"] and texts["qframe"] == texts["hydra"]
+    assert built["qframe"] <= 3 < 20 <= built["hydra"], built
