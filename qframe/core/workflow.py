@@ -95,6 +95,8 @@ def _inputs_key(cfg: dict[str, Any], location: RunLocation) -> str:
     from qframe.core.cache import cache_key
 
     parts = {k: cfg.get(k) for k in ("dataset", "handler", "segments", "trainer")}
+    if isinstance(parts["handler"], dict):  # how many threads compute the features does not change them
+        parts["handler"] = {k: v for k, v in parts["handler"].items() if k != "num_threads"}
     ref = reuse.reference(cfg)
     if ref is not None:  # a re-evaluation's inputs: the source's predictions and the test label, no features
         parts["from_run"] = ref
