@@ -127,18 +127,24 @@ def panel_of(
     cache_dir: Path | None,
     suspended: str = "drop",
     threads: int = 1,
+    before_compute: Callable[[], None] | None = None,
 ) -> tuple[Panel, dict[str, str], bool]:
     """:func:`build_panel` for a feature set already made; ``threads`` compute a per-instrument feature set's
-    blocks of instruments side by side (the numbers do not depend on it)."""
+    blocks of instruments side by side (the numbers do not depend on it). ``before_compute`` is called before the
+    features are computed, not when they come from the cache."""
     cache = ArrayCache(cache_dir) if cache_dir is not None else None
     rule = {"horizon": horizon} if suspended == "drop" else {"horizon": horizon, "suspended": suspended}
     key = cache_key("panel", market.fingerprint(), name, feature_set.config(), rule)  # "drop": the key it always had
     if cache is None:
+        if before_compute is not None:
+            before_compute()
         panel, dropped = _compute_panel(market, feature_set, horizon, suspended, threads)
         return panel, dropped, False
     with cache.lock(key):
         hit = cache.load(key)
         if hit is None:
+            if before_compute is not None:
+                before_compute()
             panel, dropped = _compute_panel(market, feature_set, horizon, suspended, threads)
             arrays = {"day": panel.day, "inst": panel.inst, "y": panel.y, "X": panel.X}
             described = {"feature_set": name, "market": market.name, "rows": len(panel), "horizon": horizon}
@@ -430,11 +436,13 @@ def prepare(
     cache_dir: Path | None,
     progress: Progress | None = None,
     check: Callable[[dict[str, tuple[pd.Timestamp, pd.Timestamp]]], None] | None = None,
+    before_compute: Callable[[], None] | None = None,
 ) -> PreparedData:
     """Features, segments and fitted processors for one run.
 
     The segments and the length of the data are checked before any feature is computed; so is whatever ``check``
-    (called with the segments' bounds) checks.
+    (called with the segments' bounds) checks. ``before_compute`` is called before features are computed (not on a
+    cache hit); the time it takes is not counted as the features'.
     """
     progress = progress or Progress()
     timings: dict[str, float] = {}
@@ -453,8 +461,16 @@ def prepare(
     use_cache = handler_cfg.get("cache", True)
     progress.start("features", f"{name}: reading the cache or computing")
     cache = cache_dir if use_cache else None
-    panel, dropped, hit = panel_of(market, feature_set, name, horizon, cache, suspended, threads)
-    timings["features"] = time.perf_counter() - t0
+    waited = [0.0]
+
+    def wait() -> None:
+        t = time.perf_counter()
+        if before_compute is not None:
+            before_compute()
+        waited[0] = time.perf_counter() - t
+
+    panel, dropped, hit = panel_of(market, feature_set, name, horizon, cache, suspended, threads, wait)
+    timings["features"] = time.perf_counter() - t0 - waited[0]
     if not panel.names:
         raise ConfigError("no feature could be computed from this data; it needs at least a close series")
     if hit:
