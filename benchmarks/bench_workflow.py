@@ -2,9 +2,11 @@
 
 Runs the workflow twice in one fresh work directory: cold (market generated,
 features computed) and warm (market and features from the cache), each in its
-own subprocess so peak RSS is per run. Prints one table.
+own subprocess so peak RSS is per run, then the feature stage alone (the same
+market, features and thread count, nothing else in the process). Prints one
+table and the features in the workflow against the features alone.
 
-    python benchmarks/bench_workflow.py [--model lightgbm] [overrides ...]
+    python benchmarks/bench_workflow.py [overrides ...]
 """
 
 from __future__ import annotations
@@ -62,13 +64,39 @@ def child(overrides: list[str], workdir: str) -> None:
     )
 
 
+def standalone(overrides: list[str], workdir: str) -> None:
+    """The cold run's feature stage alone: the market from the work directory's cache, features not cached."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from qframe.app import conf_dir
+    from qframe.core.components import build_component
+    from qframe.core.context import RunContext
+    from qframe.core.handler import prepare
+    from qframe.core.registry import get_registry
+
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=[f"workdir={workdir}", *overrides], return_hydra_config=False)
+    cfg = OmegaConf.to_container(cfg, resolve=True)
+    registry = get_registry()
+    _, dataset = build_component(registry, "dataset", cfg["dataset"], "dataset")
+    market = dataset.load(cache_dir=RunContext.for_config(cfg).location.cache_dir)
+    prepared = prepare(market, registry, {**cfg["handler"], "cache": False}, cfg.get("segments") or {}, None)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"features": prepared.timings["features"], "peak_mb": peak_mb}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=linear")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--standalone", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.overrides, args.child)
+        return
+    if args.standalone:
+        standalone(args.overrides, args.standalone)
         return
 
     from rich.console import Console
@@ -76,9 +104,13 @@ def main() -> None:
 
     workdir = tempfile.mkdtemp(prefix="qframe-bench-")
     results = {}
-    for label in ("cold", "warm"):
+    # the feature stage alone before and after the two runs (the machine's load drifts), in a work directory of its
+    # own the first time, so the cold run still finds nothing cached
+    runs = [("alone 1", "--standalone", tempfile.mkdtemp(prefix="qframe-bench-")), ("cold", "--child", workdir)]
+    runs += [("warm", "--child", workdir), ("alone 2", "--standalone", workdir)]
+    for label, mode, where in runs:
         proc = subprocess.run(
-            [sys.executable, __file__, "--child", workdir, *args.overrides],
+            [sys.executable, __file__, mode, where, *args.overrides],
             capture_output=True,
             text=True,
             env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
@@ -86,6 +118,7 @@ def main() -> None:
         if proc.returncode != 0:
             sys.exit(f"{label} run failed:\n{proc.stderr[-4000:]}")
         results[label] = json.loads(proc.stdout.strip().splitlines()[-1])
+    alone = [results.pop("alone 1"), results.pop("alone 2")]
 
     table = Table(title=f"qframe workflow, {' '.join(args.overrides) or 'defaults'} (seconds, MB)")
     table.add_column("stage")
@@ -100,6 +133,14 @@ def main() -> None:
     Console().print(table)
     cold = results["cold"]
     print(f"rows per segment: {cold['rows']}")
+    in_workflow = cold["timings"]["features"]
+    alone_s = sum(a["features"] for a in alone) / len(alone)
+    each = ", ".join(f"{a['features']:.2f}" for a in alone)
+    print(
+        f"features: {in_workflow:.2f} s in the cold workflow, {alone_s:.2f} s alone (mean of {each}): "
+        f"{in_workflow / alone_s:.2f}x; "
+        f"alone peak RSS {max(a['peak_mb'] for a in alone):.0f} MB"
+    )
     print("metrics (cold): " + ", ".join(f"{k}={cold['metrics'][k]:.4f}" for k in ("IC", "Rank IC", "ICIR")))
 
 

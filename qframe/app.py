@@ -106,16 +106,20 @@ def _quiet_warnings() -> tuple[type[Warning], ...]:
 
 
 def apply_thread_budget(cfg: dict, environ: os._Environ | dict = os.environ) -> None:
-    """A model whose ``num_threads`` is null gets the per-job budget of a parallel sweep (an explicit value wins).
+    """A model whose ``num_threads`` is null, and a handler whose ``num_threads`` (the feature threads) is null, get
+    the per-job budget of a parallel sweep (an explicit value wins).
 
     qframe's sweeper and fork launcher set the budget in each job's environment (:mod:`qframe.launch.threads`).
     """
     from qframe.launch.threads import THREADS_ENV
 
     budget = environ.get(THREADS_ENV)
-    model = cfg.get("model")
-    if budget and isinstance(model, dict) and "num_threads" in model and model["num_threads"] is None:
-        model["num_threads"] = int(budget)
+    if not budget:
+        return
+    for section in ("model", "handler"):
+        node = cfg.get(section)
+        if isinstance(node, dict) and "num_threads" in node and node["num_threads"] is None:
+            node["num_threads"] = int(budget)
 
 
 def task_overrides() -> list[str]:

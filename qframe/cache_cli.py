@@ -5,6 +5,8 @@ A work directory (``./.qframe``, or ``$QFRAME_HOME``, or ``--workdir``) keeps, b
 * ``cache/<key>.arrow``: computed feature panels (Arrow IPC, memory-mapped on load), one per market content,
   feature set and label; a default 300 x 2500 Alpha158 panel is ~240 MB;
 * ``cache/synthetic-<key>.npz``: generated synthetic markets (a few MB each);
+* ``cache/qlib/<key>.arrow``: the fields read from a Qlib data directory's ``.bin`` files, keyed by the files'
+  size and modification time (300 instruments x 2500 days x 8 fields: ~24 MB);
 * ``checkpoints/<run id>/``: PyTorch training checkpoints (one per run; ``model.resume=true`` continues from one).
 
 Everything here can be deleted at any time: a run recomputes what it misses. Clearing never touches MLflow runs.
@@ -56,6 +58,21 @@ def _describe_panel(path: Path) -> str:
     return f"{meta['feature_set']} on {meta['market']}: {meta['rows']:,} rows x {len(meta['names'])}"
 
 
+def _metadata(path: Path) -> dict | None:
+    import pyarrow as pa
+
+    try:
+        with pa.memory_map(str(path)) as source:
+            return json.loads(pa.ipc.open_file(source).schema.metadata[b"qframe"])
+    except Exception:  # noqa: BLE001 - an unreadable file is listed as such (and a run would re-read the data)
+        return None
+
+
+def _describe_qlib(path: Path) -> str:
+    meta = _metadata(path)
+    return "unreadable (a run re-reads the data)" if meta is None else f"Qlib data of {meta.get('what', '?')}"
+
+
 def entries(workdir: Path) -> list[Entry]:
     """Every cached item of ``workdir``, oldest first."""
     found: list[Entry] = []
@@ -66,6 +83,8 @@ def entries(workdir: Path) -> list[Entry]:
         for path in cache.glob("synthetic-*.npz"):
             what = f"synthetic market {path.stem.removeprefix('synthetic-')}"
             found.append(Entry("market", str(path), _size(path), path.stat().st_mtime, what))
+        for path in (cache / "qlib").glob("*.arrow"):  # a Qlib directory's .bin files as read (qlib_bin.py)
+            found.append(Entry("market", str(path), _size(path), path.stat().st_mtime, _describe_qlib(path)))
         for path in (cache / "rolling").glob("*"):  # a rolling study's finished windows (qframe.core.rolling)
             if path.is_dir():
                 what = f"rolling study: {len(list(path.glob('window-*.json')))} finished window(s)"
@@ -100,7 +119,7 @@ def _remove(entry: Entry) -> bool:
     from filelock import FileLock, Timeout
 
     path = Path(entry.path)
-    lock_path = path.with_suffix(".lock") if entry.kind == "features" else None
+    lock_path = path.with_suffix(".lock") if path.suffix == ".arrow" else None
     try:
         if lock_path is not None:
             with FileLock(str(lock_path), timeout=0):

@@ -92,6 +92,9 @@ def test_shared_inputs_reach_only_runs_of_the_same_inputs(tmp_path):
     shared = preload_inputs(cfg, locate(cfg))
     reused = run_workflow(cfg, RunContext(locate(cfg), shared=shared))
     assert "features" not in reused.timings and reused.settings["features_from_cache"]
+    # a parallel sweep's trial gets its share of the feature threads (app.apply_thread_budget): the same inputs
+    budgeted = {**cfg, "handler": {**cfg["handler"], "num_threads": 1}}
+    assert "features" not in run_workflow(budgeted, RunContext(locate(budgeted), shared=shared)).timings
     other = compose(tmp_path, "dataset.n_instruments=30")
     loaded = run_workflow(other, RunContext(locate(other), shared=shared))
     assert "features" in loaded.timings

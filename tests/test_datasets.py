@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -370,3 +371,41 @@ def test_synthetic_through_qlib_bin_round_trips(tmp_path):
     np.concatenate([[390], np.ones(20)]).astype("<f4").tofile(bad)
     with pytest.raises(DataError, match=r"close\.day\.bin: stores calendar days 390"):
         QlibBinDataset(tmp_path / "qlib").load()
+
+
+def test_qlib_bin_cache_equals_the_read_and_misses_on_a_changed_file(tmp_path):
+    md = SyntheticDataset(n_instruments=12, n_days=300, seed=3, ipo_share=0.5, delist_share=0.5).load()
+    dump_bin(md, tmp_path / "qlib")
+    cache = tmp_path / "cache"
+    uncached = QlibBinDataset(tmp_path / "qlib").load()
+    cold = QlibBinDataset(tmp_path / "qlib").load(cache_dir=cache)
+    [stored] = list((cache / "qlib").glob("*.arrow"))
+    # the warm load reads the cache, not the .bin files: a file garbled behind its back (same size, same mtime)
+    close = tmp_path / "qlib" / "features" / md.instruments[1].lower() / "close.day.bin"
+    original, st = close.read_bytes(), close.stat()
+    close.write_bytes(b"\xff" * len(original))
+    os.utime(close, ns=(st.st_atime_ns, st.st_mtime_ns))
+    warm = QlibBinDataset(tmp_path / "qlib").load(cache_dir=cache)
+    close.write_bytes(original)
+    for back in (cold, warm):
+        assert back.instruments.equals(uncached.instruments) and back.calendar.equals(uncached.calendar)
+        assert back.fields.keys() == uncached.fields.keys()
+        for f in uncached.fields:
+            np.testing.assert_array_equal(back.fields[f], uncached.fields[f])
+            assert back.fields[f].dtype == uncached.fields[f].dtype
+        np.testing.assert_array_equal(back.universe, uncached.universe)
+        np.testing.assert_array_equal(back.benchmark.to_numpy(), uncached.benchmark.to_numpy())
+    assert list((cache / "qlib").glob("*.arrow")) == [stored]
+    # a re-dumped file (new values, same size) misses the cache and is read
+    values = np.fromfile(close, dtype="<f4")
+    values[1:] *= 2
+    values.tofile(close)
+    os.utime(close, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a re-dump comes later (mtimes are coarse)
+    changed = QlibBinDataset(tmp_path / "qlib").load(cache_dir=cache)
+    np.testing.assert_array_equal(changed.fields["close"][:, 1], 2 * uncached.fields["close"][:, 1])
+    np.testing.assert_array_equal(changed.fields["close"][:, 2:], uncached.fields["close"][:, 2:])
+    assert len(list((cache / "qlib").glob("*.arrow"))) == 2
+    from qframe.cache_cli import entries  # `qframe cache` lists them as markets (cache/ of the work directory)
+
+    listed = entries(tmp_path)
+    assert [e.kind for e in listed] == ["market", "market"] and "Qlib data of" in listed[0].what

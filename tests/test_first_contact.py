@@ -250,6 +250,11 @@ def test_thread_budget_reaches_only_an_unset_num_threads():
     none = {"model": {"name": "linear", "alpha": 1.0}}
     apply_thread_budget(none, {THREADS_ENV: "1"})
     assert "num_threads" not in none["model"]
+    features = {"model": {"name": "linear"}, "handler": {"num_threads": None}}
+    apply_thread_budget(features, {THREADS_ENV: "2"})
+    assert features["handler"]["num_threads"] == 2  # a trial's feature threads: its share of the cores
+    apply_thread_budget(features, {})
+    assert features["handler"]["num_threads"] == 2
 
 
 def test_csv_log_begun_with_other_columns_keeps_them(tmp_path):

@@ -5,6 +5,7 @@ from qframe.core import handler
 from qframe.core.errors import ConfigError
 from qframe.core.registry import get_registry
 from qframe.plugins.features.alpha158 import Alpha158
+from qframe.plugins.features.alpha360 import Alpha360
 
 
 def test_instrument_blocks_equal_whole_panel(small_market, monkeypatch):
@@ -16,6 +17,26 @@ def test_instrument_blocks_equal_whole_panel(small_market, monkeypatch):
     np.testing.assert_array_equal(blocks.y, whole.y)
     np.testing.assert_array_equal(blocks.day, whole.day)
     np.testing.assert_array_equal(blocks.inst, whole.inst)
+
+
+@pytest.mark.parametrize(("threads", "features"), [(2, Alpha158()), (3, Alpha158()), (2, Alpha360(window=10))])
+def test_instrument_blocks_in_threads_equal_whole_panel(small_market, monkeypatch, threads, features):
+    """Blocks computed side by side (5 instruments each, the last one shorter) give the one-block numbers."""
+    whole, dropped = handler._compute_panel(small_market, features, horizon=1)
+    monkeypatch.setattr(handler, "BLOCK_CELLS", small_market.shape[0] * 5 * threads)  # split among the threads
+    blocks, dropped_b = handler._compute_panel(small_market, features, horizon=1, threads=threads)
+    assert small_market.shape[1] > 5 * 2 and small_market.shape[1] % 5  # three blocks, a short last one
+    assert blocks.names == whole.names and dropped_b == dropped
+    np.testing.assert_array_equal(blocks.X, whole.X)
+    np.testing.assert_array_equal(blocks.y, whole.y)
+
+
+def test_feature_threads_setting():
+    assert handler.feature_threads({"num_threads": 3}) == 3
+    assert handler.feature_threads({}) >= 1  # null: the cores this process may use
+    for bad in (0, -1, 1.5, "2", True):
+        with pytest.raises(ConfigError, match="handler.num_threads"):
+            handler.feature_threads({"num_threads": bad})
 
 
 def test_feature_cache_hit_identical_and_invalidated_by_config_or_data(small_market, tmp_path):

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import mmap
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +83,21 @@ def sample_rows(market: MarketData, suspended: str = "drop") -> np.ndarray:
     return market.universe & listed
 
 
+def feature_threads(handler_cfg: dict[str, Any]) -> int:
+    """``handler.num_threads`` checked: the threads computing features (null: every core this process may use).
+
+    A parallel sweep's jobs get their share of the cores (the app sets it from :mod:`qframe.launch.threads`).
+    """
+    from qframe.launch.threads import cores
+
+    value = handler_cfg.get("num_threads")
+    if value is None:
+        return cores()
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"handler.num_threads={value!r}: give a positive integer, or null for every core")
+    return value
+
+
 def label_horizon(label_cfg: dict[str, Any]) -> int:
     horizon = int(label_cfg.get("horizon", 1))
     if horizon < 1:
@@ -95,10 +112,11 @@ def build_panel(
     label_cfg: dict[str, Any],
     cache_dir: Path | None,
     suspended: str = "drop",
+    threads: int = 1,
 ) -> tuple[Panel, dict[str, str], bool]:
     """The full feature panel (universe rows only), from the cache when possible; and whether it was."""
     name, feature_set = make_feature_set(registry, features_cfg)
-    return panel_of(market, feature_set, name, label_horizon(label_cfg), cache_dir, suspended)
+    return panel_of(market, feature_set, name, label_horizon(label_cfg), cache_dir, suspended, threads)
 
 
 def panel_of(
@@ -108,18 +126,26 @@ def panel_of(
     horizon: int,
     cache_dir: Path | None,
     suspended: str = "drop",
+    threads: int = 1,
+    before_compute: Callable[[], None] | None = None,
 ) -> tuple[Panel, dict[str, str], bool]:
-    """:func:`build_panel` for a feature set already made."""
+    """:func:`build_panel` for a feature set already made; ``threads`` compute a per-instrument feature set's
+    blocks of instruments side by side (the numbers do not depend on it). ``before_compute`` is called before the
+    features are computed, not when they come from the cache."""
     cache = ArrayCache(cache_dir) if cache_dir is not None else None
     rule = {"horizon": horizon} if suspended == "drop" else {"horizon": horizon, "suspended": suspended}
     key = cache_key("panel", market.fingerprint(), name, feature_set.config(), rule)  # "drop": the key it always had
     if cache is None:
-        panel, dropped = _compute_panel(market, feature_set, horizon, suspended)
+        if before_compute is not None:
+            before_compute()
+        panel, dropped = _compute_panel(market, feature_set, horizon, suspended, threads)
         return panel, dropped, False
     with cache.lock(key):
         hit = cache.load(key)
         if hit is None:
-            panel, dropped = _compute_panel(market, feature_set, horizon, suspended)
+            if before_compute is not None:
+                before_compute()
+            panel, dropped = _compute_panel(market, feature_set, horizon, suspended, threads)
             arrays = {"day": panel.day, "inst": panel.inst, "y": panel.y, "X": panel.X}
             described = {"feature_set": name, "market": market.name, "rows": len(panel), "horizon": horizon}
             cache.save(key, arrays, {"names": panel.names, "dropped": dropped, **described})
@@ -134,19 +160,21 @@ def panel_of(
     return panel, hit.meta["dropped"], from_cache
 
 
-#: cells (days x instruments) per block when a per-instrument feature set is computed block by block
+#: cells (days x instruments) per block when a per-instrument feature set is computed block by block; with k
+#: threads each block has 1/k of them, so the blocks in flight hold the memory one block holds with one thread
 BLOCK_CELLS = 1 << 18
 
 
 def _compute_panel(
-    market: MarketData, feature_set: Any, horizon: int, suspended: str = "drop"
+    market: MarketData, feature_set: Any, horizon: int, suspended: str = "drop", threads: int = 1
 ) -> tuple[Panel, dict[str, str]]:
     rows = sample_rows(market, suspended)
     day, inst = np.nonzero(rows)  # row-major: sorted by date, then instrument
     T, N = market.shape
-    width = max(1, BLOCK_CELLS // max(T, 1))
+    threads = max(1, int(threads))
+    width = max(1, BLOCK_CELLS // max(T, 1) // threads)
     if getattr(feature_set, "per_instrument", False) and N > width:
-        X, names, dropped = _compute_blocks(market, feature_set, rows, width)
+        X, names, dropped = _compute_blocks(market, feature_set, rows, width, threads)
     else:
         result = feature_set.compute(market)
         names, dropped = list(result.names), dict(result.dropped)
@@ -163,28 +191,40 @@ def _compute_panel(
 
 
 def _compute_blocks(
-    market: MarketData, feature_set: Any, rows: np.ndarray, width: int
+    market: MarketData, feature_set: Any, rows: np.ndarray, width: int, threads: int = 1
 ) -> tuple[np.ndarray, list[str], dict[str, str]]:
-    """Features of blocks of instruments scattered into the sample matrix.
+    """Features of blocks of instruments scattered into the sample matrix, ``threads`` blocks at a time.
 
     Only valid for feature sets that look at each instrument's own history (``per_instrument``). The full
-    (T, N, F) block then never exists: peak memory is the sample matrix plus one block's features.
+    (T, N, F) block then never exists: peak memory is the sample matrix plus the blocks in flight. numpy's and
+    pandas' kernels release the GIL, so threads share the cores; each block writes its own rows of the matrix.
     """
     position = np.full(rows.shape, -1, dtype=np.int64)
     position[rows] = np.arange(int(rows.sum()))
-    X = None
-    names: list[str] = []
-    dropped: dict[str, str] = {}
-    for lo in range(0, rows.shape[1], width):
+    n_rows = int(rows.sum())
+    out: dict[str, Any] = {}
+    made = threading.Lock()
+
+    def block(lo: int) -> None:
         cols = slice(lo, lo + width)
         result = feature_set.compute(market.take_instruments(cols))
-        if X is None:
-            names, dropped = list(result.names), dict(result.dropped)
-            X = np.empty((len(position[rows]), len(names)), dtype=np.float32)
+        with made:  # the first block done says the names and allocates the matrix
+            if "X" not in out:
+                X = np.empty((n_rows, len(result.names)), dtype=np.float32)
+                out.update(X=X, names=list(result.names), dropped=dict(result.dropped))
         block_rows = rows[:, cols]
-        X[position[:, cols][block_rows]] = result.values[block_rows]
-        del result
-    return X, names, dropped
+        out["X"][position[:, cols][block_rows]] = result.values[block_rows]
+
+    starts = range(0, rows.shape[1], width)
+    if threads == 1:
+        for lo in starts:
+            block(lo)
+    else:
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="qframe-features") as pool:
+            # a thread's block is freed before it takes the next: at most ``threads`` blocks exist at once
+            for done in [pool.submit(block, lo) for lo in starts]:
+                done.result()
+    return out["X"], out["names"], out["dropped"]
 
 
 def _compact_rows(flat: np.ndarray, keep: np.ndarray, chunk: int = 1 << 15) -> np.ndarray:
@@ -396,17 +436,20 @@ def prepare(
     cache_dir: Path | None,
     progress: Progress | None = None,
     check: Callable[[dict[str, tuple[pd.Timestamp, pd.Timestamp]]], None] | None = None,
+    before_compute: Callable[[], None] | None = None,
 ) -> PreparedData:
     """Features, segments and fitted processors for one run.
 
     The segments and the length of the data are checked before any feature is computed; so is whatever ``check``
-    (called with the segments' bounds) checks.
+    (called with the segments' bounds) checks. ``before_compute`` is called before features are computed (not on a
+    cache hit); the time it takes is not counted as the features'.
     """
     progress = progress or Progress()
     timings: dict[str, float] = {}
     name, feature_set = make_feature_set(registry, handler_cfg["features"])
     horizon = label_horizon(handler_cfg.get("label") or {})
     suspended = suspended_rule(handler_cfg)
+    threads = feature_threads(handler_cfg)
     bounds = resolve_segments(market.calendar, segments_cfg)
     check_history(market.calendar, bounds, int(getattr(feature_set, "lookback", 0) or 0), horizon, name)
     if check is not None:
@@ -417,8 +460,17 @@ def prepare(
     t0 = time.perf_counter()
     use_cache = handler_cfg.get("cache", True)
     progress.start("features", f"{name}: reading the cache or computing")
-    panel, dropped, hit = panel_of(market, feature_set, name, horizon, cache_dir if use_cache else None, suspended)
-    timings["features"] = time.perf_counter() - t0
+    cache = cache_dir if use_cache else None
+    waited = [0.0]
+
+    def wait() -> None:
+        t = time.perf_counter()
+        if before_compute is not None:
+            before_compute()
+        waited[0] = time.perf_counter() - t
+
+    panel, dropped, hit = panel_of(market, feature_set, name, horizon, cache, suspended, threads, wait)
+    timings["features"] = time.perf_counter() - t0 - waited[0]
     if not panel.names:
         raise ConfigError("no feature could be computed from this data; it needs at least a close series")
     if hit:

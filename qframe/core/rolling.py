@@ -132,7 +132,7 @@ def load_inputs(
     dataset: tuple[str, Any] | None = None,
 ) -> tuple[Any, RollingInputs, dict[str, float]]:
     """The market, the windows and the shared feature panel of a rolling study (the features once, cached)."""
-    from qframe.core.handler import make_feature_set, panel_of
+    from qframe.core.handler import feature_threads, make_feature_set, panel_of
     from qframe.core.workflow import _check_strategy, _load_market
 
     t0 = time.perf_counter()
@@ -154,7 +154,8 @@ def load_inputs(
     name, feature_set = make_feature_set(registry, cfg["handler"]["features"])
     use_cache = cfg["handler"].get("cache", True)
     progress.start("features", f"{name}: once for all {len(windows)} windows")
-    panel, dropped, hit = panel_of(market, feature_set, name, horizon, cache_dir if use_cache else None)
+    cache = cache_dir if use_cache else None
+    panel, dropped, hit = panel_of(market, feature_set, name, horizon, cache, "drop", feature_threads(cfg["handler"]))
     timings["features"] = time.perf_counter() - t0
     if not panel.names:
         raise ConfigError("no feature could be computed from this data; it needs at least a close series")

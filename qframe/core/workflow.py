@@ -95,6 +95,8 @@ def _inputs_key(cfg: dict[str, Any], location: RunLocation) -> str:
     from qframe.core.cache import cache_key
 
     parts = {k: cfg.get(k) for k in ("dataset", "handler", "segments", "trainer")}
+    if isinstance(parts["handler"], dict):  # how many threads compute the features does not change them
+        parts["handler"] = {k: v for k, v in parts["handler"].items() if k != "num_threads"}
     ref = reuse.reference(cfg)
     if ref is not None:  # a re-evaluation's inputs: the source's predictions and the test label, no features
         parts["from_run"] = ref
@@ -131,10 +133,12 @@ def _load_inputs(
     progress: Progress | None = None,
     strategy: Any = None,
     dataset: tuple[str, Any] | None = None,
+    before_compute: Callable[[], None] | None = None,
 ) -> tuple[Any, Any, dict[str, float]]:
     """The market and prepared segments of ``cfg`` (from the caches when possible), and the time each took.
 
-    ``strategy`` checks the market (e.g. a topk above the tradable universe) before any feature is computed.
+    ``strategy`` checks the market (e.g. a topk above the tradable universe) before any feature is computed;
+    ``before_compute`` is called before features are computed (not when they come from the cache).
     """
     progress = progress or Progress()
     t0 = time.perf_counter()
@@ -146,7 +150,7 @@ def _load_inputs(
             market.notes.extend(_check_strategy(strategy, market, bounds["test"]))
 
     segments = cfg.get("segments") or {}
-    prepared = prepare(market, registry, cfg["handler"], segments, cache_dir, progress, check)
+    prepared = prepare(market, registry, cfg["handler"], segments, cache_dir, progress, check, before_compute)
     timings.update(prepared.timings)
     return market, prepared, timings
 
@@ -383,8 +387,9 @@ def run_workflow(
             )
             timings.update(loaded)
         else:
+            # the tracking set-up thread settles first: it would take the GIL from the feature threads
             market, prepared, loaded = _load_inputs(
-                cfg, registry, location.cache_dir, progress, strategy, (dataset_name, dataset)
+                cfg, registry, location.cache_dir, progress, strategy, (dataset_name, dataset), tracked.settle
             )
             timings.update(loaded)
 
