@@ -223,6 +223,18 @@ def test_killing_a_node_mid_sweep_costs_only_its_trial_which_is_retried(cluster,
     assert retried[0]["status"] == "complete" and retried[0]["job"] != killed_job
 
 
+def _on_node(pid: int, node: subprocess.Popen) -> bool:
+    """Whether process ``pid`` is a Ray worker of ``node`` (its ``ray start``): a Ray worker's command line names
+    its raylet's port, which tests/ray_cluster.py chose for that node."""
+    (port,) = [a for a in node.args if str(a).startswith("--node-manager-port=")]
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            words = fh.read().decode(errors="replace").split("\0")
+    except OSError:
+        return False
+    return port in words
+
+
 def _job_on_worker_node(log: Path, cluster, deadline: float) -> int:
     """The number of a job running now in a process of the worker node (its process group), once there is one."""
     while time.monotonic() < deadline:
@@ -234,11 +246,7 @@ def _job_on_worker_node(log: Path, cluster, deadline: float) -> int:
             elif words and words[0] == "done":
                 done.add(int(words[1]))
         for job, pid in started.items():
-            try:
-                on_worker = os.getpgid(pid) == cluster.worker.pid
-            except ProcessLookupError:
-                continue
-            if job not in done and on_worker:
+            if job not in done and _on_node(pid, cluster.worker):
                 return job
         time.sleep(0.2)
     raise AssertionError(f"no job ran on the worker node:\n{log.read_text()}")
