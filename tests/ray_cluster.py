@@ -29,6 +29,9 @@ except ImportError:
     from tracking_services import free_port, group_alive
 
 NODE_START_TIMEOUT = 120
+#: tries at starting the worker node, and what `ray start` says when its raylet missed Ray's own start-up deadline
+START_ATTEMPTS = 3
+RAY_START_TIMED_OUT = "timed out during startup"
 
 
 def ray_env(temp_dir: str | Path) -> dict[str, str]:
@@ -145,8 +148,16 @@ def ray_cluster(nodes: int = 2, num_cpus: int = 1) -> Iterator[Cluster]:
         if nodes >= 2:
             logs.append(temp_dir / "worker.log")
             worker_args = [f"--address={address}", "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}"]
-            cluster.worker = _start([*worker_args, *_node_ports()], env, logs[1])
-            _wait_started(cluster.worker, logs[1])
+            for attempt in range(START_ATTEMPTS):
+                cluster.worker = _start([*worker_args, *_node_ports()], env, logs[1])
+                try:
+                    _wait_started(cluster.worker, logs[1])
+                    break
+                except RuntimeError:
+                    # Ray gives a raylet 30 s to register (hard-coded): a loaded machine misses it now and then
+                    if attempt + 1 == START_ATTEMPTS or RAY_START_TIMED_OUT not in logs[1].read_text():
+                        raise
+                    _kill_group(cluster.worker, signal.SIGKILL)
         yield cluster
     finally:
         if cluster.worker is not None:

@@ -109,9 +109,12 @@ class Server(NamedTuple):
 
 
 @contextlib.contextmanager
-def mlflow_server(backend_uri: str, log: Path, artifacts: Path | None, workers: int = 1) -> Iterator[Server]:
+def mlflow_server(
+    backend_uri: str, log: Path, artifacts: Path | None, workers: int = 1, start_timeout: float = SERVER_START_TIMEOUT
+) -> Iterator[Server]:
     """``mlflow server`` on 127.0.0.1 and a free port, serving ``artifacts`` (None: ``--no-serve-artifacts``);
-    yields it once ``/health`` answers; stops it and its workers (its whole process group) afterwards.
+    yields it once ``/health`` answers (within ``start_timeout`` seconds); stops it and its workers (its whole
+    process group) afterwards.
 
     One worker by default: each is a process importing MLflow (seconds on a loaded 2-core machine), and a test's
     writers are a handful."""
@@ -137,12 +140,12 @@ def mlflow_server(backend_uri: str, log: Path, artifacts: Path | None, workers: 
         proc = subprocess.Popen(command, stdout=out, stderr=out, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        deadline = time.monotonic() + start_timeout
         while not _healthy(url):
             if proc.poll() is not None:
                 raise RuntimeError(f"mlflow server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server not healthy in {SERVER_START_TIMEOUT} s:\n{log.read_text()[-3000:]}")
+                raise RuntimeError(f"mlflow server not healthy in {start_timeout:g} s:\n{log.read_text()[-3000:]}")
             time.sleep(0.3)
         yield Server(url, proc.pid)
     finally:

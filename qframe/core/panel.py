@@ -35,6 +35,11 @@ class Panel:
     def __len__(self) -> int:
         return len(self.y)
 
+    def __getstate__(self) -> dict:
+        # pickled for another process (a Ray worker): ``release`` acts on this process's file mapping, and the
+        # arrays are pickled by value
+        return {**self.__dict__, "release": None}
+
     def subset(self, mask: np.ndarray) -> Panel:
         """Rows where ``mask`` is true (order kept, so still sorted by date)."""
         return Panel(

@@ -90,6 +90,33 @@ def preload(modules: Sequence[str]) -> None:
             pass
 
 
+def run_reported_job(hydra_context: Any, task_function: Any, config: Any, fast_path: bool) -> tuple[str, Any, Any]:
+    """Run one job whose ``config`` this process owns, as Hydra's ``run_job`` would: ``(status, payload,
+    working_dir)``, the message a job sends back (``"ok"`` and the value, or ``"error"`` and ``"Type: message"``).
+
+    Everything the job does wrong is its failure, reported, never raised: used by a forked child and by a Ray worker
+    (:mod:`qframe.launch.ray_runner`)."""
+    status, payload, working_dir = "error", "no result", None
+    try:
+        from hydra.core.utils import setup_globals
+
+        from qframe.launch.hydra_compat import job_outcome
+        from qframe.launch.job import run_child_job
+
+        setup_globals()
+        ret = run_child_job(hydra_context, task_function, config, fast_path)
+        # hydra.runtime.output_dir is the job's directory (ret.working_dir is the cwd, unchanged with chdir=False)
+        try:
+            working_dir = str(ret.hydra_cfg.hydra.runtime.output_dir)
+        except Exception:  # noqa: BLE001 - the job dir is informative only
+            working_dir = None
+        ok, result = job_outcome(ret, fast_path)
+        status, payload = ("ok", result) if ok else ("error", f"{type(result).__name__}: {result}")
+    except BaseException as exc:  # noqa: BLE001 - everything a job does wrong is the job's failure
+        status, payload = "error", f"{type(exc).__name__}: {exc}"
+    return status, payload, working_dir
+
+
 def _child_main(
     conn: Any,
     hydra_context: Any,
@@ -104,25 +131,11 @@ def _child_main(
     bind_to_parent(parent_pid)
     if limits is not None:
         limits.enter(idx)  # qframe.launch.limits: this process's memory limit
-    status, payload, working_dir = "error", "no result", None
+    # this child's own copy of the config (on the fast path the template, edited in place)
     try:
-        from hydra.core.utils import setup_globals
-
-        from qframe.launch.hydra_compat import job_outcome
-        from qframe.launch.job import run_child_job
-
-        setup_globals()
-        # this child's own copy of the config (on the fast path the template, edited in place)
-        ret = run_child_job(hydra_context, task_function, job.config(idx), fast_path)
-        # hydra.runtime.output_dir is the job's directory (ret.working_dir is the cwd, unchanged with chdir=False)
-        try:
-            working_dir = str(ret.hydra_cfg.hydra.runtime.output_dir)
-        except Exception:  # noqa: BLE001 - the job dir is informative only
-            working_dir = None
-        ok, result = job_outcome(ret, fast_path)
-        status, payload = ("ok", result) if ok else ("error", f"{type(result).__name__}: {result}")
-    except BaseException as exc:  # noqa: BLE001 - everything a job does wrong is the job's failure
-        status, payload = "error", f"{type(exc).__name__}: {exc}"
+        status, payload, working_dir = run_reported_job(hydra_context, task_function, job.config(idx), fast_path)
+    except BaseException as exc:  # noqa: BLE001 - a config that cannot be built is the job's failure too
+        status, payload, working_dir = "error", f"{type(exc).__name__}: {exc}", None
     try:
         conn.send((status, payload, working_dir))
     except Exception:  # noqa: BLE001 - an unpicklable return value is reported by its repr
@@ -143,6 +156,33 @@ def _describe_exit(code: int | None) -> str:
             name = f"signal {-code}"
         return f"the job process died by {name}"
     return f"the job process exited with status {code} without a result"
+
+
+def prefork_task(task_function: Any, job: PlannedJob, idx: int) -> bool:
+    """Call ``task_function``'s :meth:`ForkAwareTask.prefork` with job ``idx``'s config, in this process: it loads
+    what every job shares (qframe: the market, features and processed segments), once, the sweep's set-up rather
+    than the job's. A prefork that fails costs a warning (each job then loads its own inputs) and returns False."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
+
+    instance = HydraConfig.instance()
+    previous = instance.cfg
+    t0 = time.perf_counter()
+    try:
+        config = job.config(idx, in_place=False)
+        instance.set_config(config)  # ${hydra:...} interpolations resolve against the job's config
+        task_config = copy.deepcopy(config)
+        with read_write(task_config), open_dict(task_config):
+            del task_config["hydra"]
+        task_function.prefork(task_config)
+    except Exception as exc:  # noqa: BLE001 - the jobs themselves report what is wrong
+        why = f"{type(exc).__name__}: {exc}"
+        log.warning(f"preloading the jobs' shared inputs failed, each job loads its own: {why}")
+        return False
+    finally:
+        instance.cfg = previous
+    log.info(f"loaded the inputs the jobs share in {time.perf_counter() - t0:.1f} s")
+    return True
 
 
 class ForkRunner:
@@ -199,31 +239,10 @@ class ForkRunner:
         return started
 
     def _prefork(self, job: PlannedJob, idx: int) -> None:
-        """Call the task's :meth:`ForkAwareTask.prefork` with the first job's config, in this process.
-
-        It loads what every job shares (qframe: the market, features and processed segments), once; the children
-        inherit it copy-on-write. A prefork that fails costs a warning: each job then loads its own inputs.
-        """
-        from hydra.core.hydra_config import HydraConfig
-        from omegaconf import open_dict, read_write
-
-        instance = HydraConfig.instance()
-        previous = instance.cfg
-        t0 = time.perf_counter()
-        try:
-            config = job.config(idx, in_place=False)
-            instance.set_config(config)  # ${hydra:...} interpolations resolve against the job's config
-            task_config = copy.deepcopy(config)
-            with read_write(task_config), open_dict(task_config):
-                del task_config["hydra"]
-            self.task_function.prefork(task_config)
-        except Exception as exc:  # noqa: BLE001 - the jobs themselves report what is wrong
-            why = f"{type(exc).__name__}: {exc}"
-            log.warning(f"preloading the jobs' shared inputs failed, each job loads its own: {why}")
-        finally:
-            instance.cfg = previous
+        """Call the task's :meth:`ForkAwareTask.prefork` with the first job's config, in this process
+        (:func:`prefork_task`); the children inherit what it loads copy-on-write."""
+        prefork_task(self.task_function, job, idx)
         gc.collect()  # what the preload left for collection, before gc.freeze() makes everything permanent
-        log.info(f"loaded the inputs the jobs share in {time.perf_counter() - t0:.1f} s")
         extra = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
         if extra:  # a thread (or a pool it belongs to) would not survive the fork: children could hang
             log.warning(f"threads still running in the launcher's parent before forking jobs: {', '.join(extra)}")

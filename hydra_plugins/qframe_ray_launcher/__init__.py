@@ -1,0 +1,1 @@
+"""qframe's Ray launcher for Hydra (``hydra/launcher=qframe_ray``)."""
