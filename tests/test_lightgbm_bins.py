@@ -105,3 +105,9 @@ def test_the_trials_of_a_sweep_reuse_the_bins_and_say_how_long_binning_took(tmp_
         assert client.get_run(result.run_id).data.metrics["time.fit_binning"] == pytest.approx(timings["fit binning"])
     for trial in trials:
         assert trial.metrics == pytest.approx(single.metrics, nan_ok=True)
+    # `qframe cache` lists the stored bins and clears them
+    from qframe import cache_cli
+
+    assert [e.kind for e in cache_cli.entries(location.workdir)].count("lightgbm-bins") == 1
+    assert cache_cli.main(["clear", "--kind", "lightgbm-bins", "--workdir", str(location.workdir)]) == 0
+    assert not list((location.cache_dir / BINS_DIR).glob("*/meta.json"))

@@ -18,7 +18,7 @@ from qframe.plugins.models.lightgbm_import import import_lightgbm
 lgb = import_lightgbm()  # without its scikit-learn estimators: ~0.7 s less a process (see lightgbm_import)
 
 #: this class's own parameters (the rest go to LightGBM)
-OWN_PARAMS = ("loss", "num_boost_round", "early_stopping_rounds", "num_threads", "seed", "verbose_eval")
+OWN_PARAMS = ("loss", "num_boost_round", "early_stopping_rounds", "num_threads", "seed", "verbose_eval", "reuse_bins")
 #: LightGBM parameters qframe sets itself
 FIXED_PARAMS = ("objective", "verbosity")
 
@@ -60,6 +60,7 @@ class LightGBMModel:
         num_threads: int | None = None,
         seed: int = 0,
         verbose_eval: int = 0,
+        reuse_bins: bool = True,
         **params: Any,
     ) -> None:
         if loss not in ("mse", "mae", "huber"):
@@ -86,6 +87,9 @@ class LightGBMModel:
         self.num_boost_round = int(num_boost_round)
         self.early_stopping_rounds = int(early_stopping_rounds)
         self.verbose_eval = int(verbose_eval)
+        if not isinstance(reuse_bins, bool):
+            raise ConfigError(f"model.reuse_bins must be true or false, got {reuse_bins!r}")
+        self.reuse_bins = reuse_bins
         objective = {"mse": "regression", "mae": "regression_l1", "huber": "huber"}[loss]
         self.params = {
             "objective": objective,
@@ -119,7 +123,8 @@ class LightGBMModel:
 
         self.train_rows = len(y)
         args = (self.params, X, y, X_valid, y_valid, sample_weight)
-        binned = lightgbm_bins.build(*args) if fit_cache is None else lightgbm_bins.cached(fit_cache, *args)
+        reuse = fit_cache is not None and self.reuse_bins
+        binned = lightgbm_bins.cached(fit_cache, *args) if reuse else lightgbm_bins.build(*args)
         self.bins = binned.how
         train = binned.train
         callbacks = [] if progress is None else [self._progress_callback(progress)]
