@@ -2,7 +2,9 @@
 
 Each stage's peak is the process's largest resident set while the stage ran (``VmHWM`` after writing ``5`` to
 ``/proc/self/clear_refs`` at its start); the fit is split into LightGBM's binning (building the train and valid
-Datasets) and its boosting. Runs cold then warm, each in its own process, in one fresh work directory.
+Datasets) and its boosting. Runs cold then warm, each in its own process, in one fresh work directory; with
+``--compare``, then warm again with LightGBM's plain binning from the matrix (``lgb.Dataset(X)``) and with qframe's
+lean sample (the default), alternating, for the same run's before/after.
 
     .venv/bin/python benchmarks/bench_memory.py model.bin_construct_sample_cnt=200000 model.num_threads=2
     .venv/bin/python benchmarks/bench_memory.py dataset=qlib dataset.provider_uri=DIR dataset.market=csi300 ...
@@ -18,6 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+OBJECTIVE = "excess_return_with_cost.information_ratio"
+
 
 def _status(key: str) -> float:
     """A ``/proc/self/status`` memory line (kB) in MB."""
@@ -31,7 +35,7 @@ def _reset_peak() -> None:
     Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
 
 
-def child(overrides: list[str], workdir: str) -> None:
+def child(overrides: list[str], workdir: str, plain: bool = False) -> None:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
@@ -63,6 +67,8 @@ def child(overrides: list[str], workdir: str) -> None:
         return out
 
     lightgbm_bins.build = timed_build
+    if plain:  # LightGBM's own sampling from the matrix, as before the lean sample
+        lightgbm_bins._sampled_dataset_class = lambda: None
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
         cfg = compose("config", overrides=[f"workdir={workdir}", *overrides], return_hydra_config=False)
     container = OmegaConf.to_container(cfg, resolve=True)
@@ -78,16 +84,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("overrides", nargs="*", help="Hydra overrides")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--plain", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--compare", action="store_true", help="also warm runs: plain vs lean binning, alternating")
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
     if args.child:
-        child(args.overrides, args.child)
+        child(args.overrides, args.child, args.plain)
         return
     workdir = args.workdir or tempfile.mkdtemp(prefix="qframe-bench-memory-")
     results = {}
-    for label in ("cold", "warm"):
+    labels = ["cold", "warm"] + (["warm plain", "warm lean", "warm plain 2", "warm lean 2"] if args.compare else [])
+    for label in labels:
+        plain = ["--plain"] if "plain" in label else []
         proc = subprocess.run(
-            [sys.executable, __file__, "--child", workdir, *args.overrides],
+            [sys.executable, __file__, "--child", workdir, *plain, *args.overrides],
             capture_output=True,
             text=True,
             env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
@@ -96,12 +106,13 @@ def main() -> None:
             sys.exit(f"{label} run failed:\n{proc.stderr[-4000:]}")
         results[label] = json.loads(proc.stdout.strip().splitlines()[-1])
     stages = list(dict.fromkeys(k for r in results.values() for k in r["peaks"]))
-    print(f"{'stage (peak MB)':<32} {'cold':>8} {'warm':>8}")
+    print(f"{'stage (peak MB)':<32} " + " ".join(f"{label:>12}" for label in results))
     for stage in stages:
-        print(f"{stage:<32} " + " ".join(f"{r['peaks'].get(stage, float('nan')):>8.0f}" for r in results.values()))
-    print(f"{'process peak RSS':<32} " + " ".join(f"{r['process_peak']:>8.0f}" for r in results.values()))
-    m = results["warm"]["metrics"]
-    print("metrics (warm): " + ", ".join(f"{k}={m[k]:.6f}" for k in ("IC", "Rank IC", "ICIR") if k in m))
+        print(f"{stage:<32} " + " ".join(f"{r['peaks'].get(stage, float('nan')):>12.0f}" for r in results.values()))
+    print(f"{'process peak RSS':<32} " + " ".join(f"{r['process_peak']:>12.0f}" for r in results.values()))
+    for label, r in results.items():
+        m = r["metrics"]
+        print(f"metrics ({label}): " + ", ".join(f"{k}={m[k]:.8f}" for k in ("IC", "Rank IC", OBJECTIVE) if k in m))
 
 
 if __name__ == "__main__":
