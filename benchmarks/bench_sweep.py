@@ -9,6 +9,11 @@ of the largest process (the sweep process or a trial); and the parallel speedup.
     .venv/bin/python benchmarks/bench_sweep.py                      # 20 trials on the default synthetic market
     .venv/bin/python benchmarks/bench_sweep.py --trials 8 --small   # a quick look
     .venv/bin/python benchmarks/bench_sweep.py --small recording.plots=true   # extra overrides for every trial
+    .venv/bin/python benchmarks/bench_sweep.py --bins               # n_jobs=1, LightGBM's bins reused vs not
+
+``--bins`` runs the same sweep (same sampler seed, so the same trials: reused bins give the same trees) with
+``model.reuse_bins=false`` and ``true``, plus one single run, and prints per trial the fit, its binning (or loading
+the stored bins) and its boosting, from each trial's ``time.fit*`` metrics.
 """
 
 from __future__ import annotations
@@ -23,13 +28,14 @@ import tempfile
 import time
 from pathlib import Path
 
+FIT_PARTS = ("fit", "fit_binning", "fit_boosting")
 SMALL = ["dataset.n_instruments=60", "dataset.n_days=600", "strategy.topk=10", "strategy.n_drop=2"]
 
 
-def run(workdir: Path, trials: int, n_jobs: int, extra: list[str]) -> dict:
+def run(workdir: Path, trials: int, n_jobs: int, extra: list[str], name: str | None = None) -> dict:
     from mlflow.tracking import MlflowClient
 
-    sweep = workdir / f"sweep-{n_jobs}"
+    sweep = workdir / f"sweep-{name or n_jobs}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("QFRAME_", "MLFLOW_TRACKING"))}
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
     cmd = [
@@ -46,7 +52,7 @@ def run(workdir: Path, trials: int, n_jobs: int, extra: list[str]) -> dict:
         *extra,
     ]
     t0 = time.time()
-    log = workdir / f"sweep-{n_jobs}.log"
+    log = workdir / f"sweep-{name or n_jobs}.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
         # the rusage of the sweep process includes the trials it waited for: the largest process's peak RSS
@@ -81,7 +87,12 @@ def run(workdir: Path, trials: int, n_jobs: int, extra: list[str]) -> dict:
     spans.sort()
     gaps = [b[0] - a[1] for a, b in zip(spans, spans[1:], strict=False)]
     durations = [t["ended"] - t["started"] for t in sorted(state["trials"], key=lambda t: t["number"])]
+    fit_parts = {
+        int(r.data.tags["qframe.trial"]): {k: r.data.metrics.get(f"time.{k}", float("nan")) for k in FIT_PARTS}
+        for r in children
+    }
     return {
+        "fit_parts": fit_parts,
         "n_jobs": n_jobs,
         "completed": len(overheads),
         "overhead_median": statistics.median(overheads),
@@ -94,6 +105,59 @@ def run(workdir: Path, trials: int, n_jobs: int, extra: list[str]) -> dict:
         "durations": durations,
         "busy": sum(durations) / (n_jobs * sweep_time),
     }
+
+
+def single_fit(workdir: Path, extra: list[str]) -> dict[str, float]:
+    """The fit parts of one single run (no sweep) of the same config, from its MLflow run."""
+    from mlflow.tracking import MlflowClient
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("QFRAME_", "MLFLOW_TRACKING"))}
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    cmd = [sys.executable, "-m", "qframe", "model.num_threads=1", "run_name=bench-single", "recording.plots=false"]
+    cmd += ["evaluation.controls.enabled=false", *extra]
+    log = workdir / "single.log"
+    with open(log, "w") as out:
+        if subprocess.run(cmd, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT).returncode != 0:
+            raise SystemExit(f"the single run failed; see {log}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / '.qframe' / 'mlflow.db'}")
+    ids = [e.experiment_id for e in client.search_experiments()]
+    (single,) = client.search_runs(ids, "tags.`mlflow.runName` = 'bench-single'")
+    return {k: single.data.metrics.get(f"time.{k}", float("nan")) for k in FIT_PARTS}
+
+
+def bins_main(workdir: Path, trials: int, extra: list[str]) -> None:
+    """The same n_jobs=1 sweep without and with reused bins, and one single run: fit parts per trial."""
+    rows = {
+        reuse: run(workdir, trials, 1, [*extra, f"model.reuse_bins={reuse}"], f"bins-{reuse}")
+        for reuse in ("false", "true")
+    }
+    alone = single_fit(workdir, extra)
+    off, on = rows["false"]["fit_parts"], rows["true"]["fit_parts"]
+    print(f"{'trial':>5} {'fit s (binned each)':>20} {'binning s':>10} {'fit s (reused)':>15} {'binning s':>10}")
+    for n in sorted(off):
+        print(
+            f"{n:>5} {off[n]['fit']:>20.2f} {off[n]['fit_binning']:>10.2f} {on[n]['fit']:>15.2f} "
+            f"{on[n]['fit_binning']:>10.2f}"
+        )
+    later = [n for n in sorted(on) if n > 0]  # trial 0 stores the bins the others load
+    med = {
+        (mode, k): statistics.median(parts[n][k] for n in later)
+        for mode, parts in (("off", off), ("on", on))
+        for k in FIT_PARTS
+    }
+    saved = statistics.median(off[n]["fit"] - on[n]["fit"] for n in later)
+    print(
+        f"trials 1..{trials - 1}, median: fit {med['off', 'fit']:.2f} s binning each trial "
+        f"(binning {med['off', 'fit_binning']:.2f} s, boosting {med['off', 'fit_boosting']:.2f} s) vs "
+        f"{med['on', 'fit']:.2f} s with reused bins (loading {med['on', 'fit_binning']:.2f} s, boosting "
+        f"{med['on', 'fit_boosting']:.2f} s); paired saving {saved:.2f} s a trial "
+        f"({saved / med['off', 'fit']:.0%} of the fit)"
+    )
+    print(
+        f"single run: fit {alone['fit']:.2f} s, of which binning {alone['fit_binning']:.2f} s "
+        f"({alone['fit_binning'] / alone['fit']:.0%}); trial 0 (stores the bins): binning "
+        f"{on[0]['fit_binning']:.2f} s vs {off[0]['fit_binning']:.2f} s without storing"
+    )
 
 
 def list_scheduling_bound(durations: list[float], slots: int) -> float:
@@ -110,11 +174,15 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--small", action="store_true", help="a 60 x 600 market instead of the default 300 x 2500")
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--bins", action="store_true", help="n_jobs=1 with LightGBM's bins reused vs binned each trial")
     ap.add_argument("overrides", nargs="*", help="extra overrides for every trial, e.g. recording.plots=true")
     args = ap.parse_args()
     extra = (SMALL if args.small else []) + args.overrides
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="qframe-bench-sweep-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    if args.bins:
+        bins_main(workdir, args.trials, extra)
+        return
     rows = [run(workdir, args.trials, n, extra) for n in (1, 2)]
     print(
         f"{'n_jobs':>6} {'done':>5} {'overhead med s':>15} {'overhead p90 s':>15} {'gap med s':>10} "

@@ -7,6 +7,8 @@ A work directory (``./.qframe``, or ``$QFRAME_HOME``, or ``--workdir``) keeps, b
 * ``cache/synthetic-<key>.npz``: generated synthetic markets (a few MB each);
 * ``cache/qlib/<key>.arrow``: the fields read from a Qlib data directory's ``.bin`` files, keyed by the files'
   size and modification time (300 instruments x 2500 days x 8 fields: ~24 MB);
+* ``cache/lightgbm-bins/<key>/``: LightGBM's binned train and valid Datasets, shared by the runs of a multirun
+  that fit on the same data with the same binning (a default 300 x 2500 split is ~50 MB);
 * ``checkpoints/<run id>/``: PyTorch training checkpoints (one per run; ``model.resume=true`` continues from one).
 
 Everything here can be deleted at any time: a run recomputes what it misses. Clearing never touches MLflow runs.
@@ -25,7 +27,7 @@ from pathlib import Path
 
 from qframe.core.context import default_workdir
 
-KINDS = ("features", "market", "checkpoint", "rolling")
+KINDS = ("features", "market", "checkpoint", "rolling", "lightgbm-bins")
 
 
 @dataclass
@@ -73,6 +75,14 @@ def _describe_qlib(path: Path) -> str:
     return "unreadable (a run re-reads the data)" if meta is None else f"Qlib data of {meta.get('what', '?')}"
 
 
+def _describe_bins(meta: Path) -> str:
+    try:
+        info = json.loads(meta.read_text())
+        return f"LightGBM bins: {info['rows']:,} train + {info['valid_rows']:,} valid rows x {info['features']}"
+    except Exception:  # noqa: BLE001 - an unreadable entry is listed as such (and a run would rebuild it)
+        return "unreadable (a run rebuilds it)"
+
+
 def entries(workdir: Path) -> list[Entry]:
     """Every cached item of ``workdir``, oldest first."""
     found: list[Entry] = []
@@ -89,6 +99,9 @@ def entries(workdir: Path) -> list[Entry]:
             if path.is_dir():
                 what = f"rolling study: {len(list(path.glob('window-*.json')))} finished window(s)"
                 found.append(Entry("rolling", str(path), _size(path), path.stat().st_mtime, what))
+        for path in (cache / "lightgbm-bins").glob("*/meta.json"):  # qframe.plugins.models.lightgbm_bins
+            what = _describe_bins(path)
+            found.append(Entry("lightgbm-bins", str(path.parent), _size(path.parent), path.stat().st_mtime, what))
     checkpoints = workdir / "checkpoints"
     if checkpoints.is_dir():
         for path in checkpoints.iterdir():
@@ -165,7 +178,8 @@ def main(argv: list[str]) -> int:
         for e in found:
             print(f"  {e.kind:<10} {_human(e.bytes):>9}  {_age(now - e.modified):>13}  {e.what}  ({e.path})")
         if found:
-            print("clear them with: qframe cache clear [--kind features|market|checkpoint|rolling] [--older-than DAYS]")
+            kinds = "|".join(KINDS)
+            print(f"clear them with: qframe cache clear [--kind {kinds}] [--older-than DAYS]")
         return 0
     if args.older_than is not None:
         found = [e for e in found if now - e.modified > args.older_than * 86400]

@@ -131,6 +131,19 @@ class SharedInputs:
         return self.experiment_id if location == self.location else None
 
 
+@dataclass(frozen=True)
+class FitCache:
+    """Where a model may keep what its fit derives from the data alone (LightGBM's binned Datasets), for the runs
+    that fit on the same data: ``identity`` names the inputs (config and data sources) the fit's arrays come from.
+
+    Given by the workflow to a model whose ``fit`` takes ``fit_cache``, in the runs of a multirun (a sweep's trials,
+    a grid's jobs); a single run gets none.
+    """
+
+    directory: Path
+    identity: str
+
+
 @dataclass
 class RunContext:
     """Everything a run is told about itself besides its config.

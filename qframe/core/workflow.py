@@ -22,7 +22,7 @@ import pandas as pd
 import yaml
 
 from qframe.core.components import build_component
-from qframe.core.context import RunContext, RunLocation, SharedInputs
+from qframe.core.context import FitCache, RunContext, RunLocation, SharedInputs
 from qframe.core.controls import check_objective, control_metric_names, control_settings, run_controls
 from qframe.core.errors import ConfigError, DegenerateResult
 from qframe.core.evaluation import ACCUMULATION_MODES
@@ -226,20 +226,24 @@ def _fit(
     checkpoints: Path,
     progress: Progress,
     sample_weight: np.ndarray | None = None,
+    fit_cache: FitCache | None = None,
 ) -> None:
     """``fit_panel`` for models that need dates and instruments (sequences, daily IC) and a work area, else
-    ``fit``; the model hears of its progress when its method takes ``progress``, and gets ``sample_weight`` (one
-    weight per train row) when there is one (:func:`qframe.core.reweight.check_model` made sure it takes it)."""
+    ``fit``; the model hears of its progress when its method takes ``progress``, gets ``sample_weight`` (one
+    weight per train row) when there is one (:func:`qframe.core.reweight.check_model` made sure it takes it), and
+    ``fit_cache`` (where to keep what later fits on the same data can reuse) when it takes one."""
     method = getattr(model, "fit_panel", None)
     args = (train, valid, checkpoints) if method is not None else (train.X, train.y, valid.X, valid.y)
     method = method or model.fit
     try:
-        takes_progress = "progress" in inspect.signature(method).parameters
+        accepted = inspect.signature(method).parameters
     except (TypeError, ValueError):
-        takes_progress = False
-    kwargs: dict[str, Any] = {"progress": progress} if takes_progress else {}
+        accepted = {}
+    kwargs: dict[str, Any] = {"progress": progress} if "progress" in accepted else {}
     if sample_weight is not None:
         kwargs["sample_weight"] = sample_weight
+    if fit_cache is not None and "fit_cache" in accepted:
+        kwargs["fit_cache"] = fit_cache
     method(*args, **kwargs)
 
 
@@ -264,9 +268,11 @@ def _fit_predict(
     progress: Progress,
     timings: dict,
     reweighter: tuple[str, Any] | None = None,
+    fit_cache: FitCache | None = None,
 ) -> tuple[dict[str, int], dict[str, Any], pd.Series]:
     """Fit on train (early stopping on valid), its rows weighted by ``reweighter`` ((name, reweighter); None:
-    unweighted), and predict the test segment: (samples, fit info, scores)."""
+    unweighted), and predict the test segment: (samples, fit info, scores). A model's ``fit_timings`` (seconds by
+    part of its fit, e.g. LightGBM's binning) join ``timings`` as ``fit <part>``."""
     from qframe.core import reweight
 
     train, valid, test = (prepared.segments[s] for s in ("train", "valid", "test"))
@@ -275,8 +281,9 @@ def _fit_predict(
     t0 = time.perf_counter()
     progress.start("fit", f"{model_name} on {len(train):,} rows")
     weights = reweight.sample_weights(reweighter[1], reweighter[0], train) if reweighter else None
-    _fit(model, train, valid, location.workdir / "checkpoints" / run.info.run_id, progress, weights)
+    _fit(model, train, valid, location.workdir / "checkpoints" / run.info.run_id, progress, weights, fit_cache)
     timings["fit"] = time.perf_counter() - t0
+    timings.update({f"fit {part}": float(s) for part, s in (getattr(model, "fit_timings", None) or {}).items()})
     info = {**(model.info() or {}), **reweight.summary(weights, train)}
     progress.finish(f"{model_name}" + "".join(f", {k.replace('_', ' ')} {v}" for k, v in list(info.items())[:2]))
     # the learn segments are copies (DropnaLabel) no longer needed: free them before predicting and recording
@@ -409,8 +416,11 @@ def run_workflow(
             samples, info, scores = rolling.fit_predict(cfg, model_name, prepared, location, tracked, progress, timings)
             model = None
         else:
+            # the runs of a multirun (a sweep's trials, a grid's jobs) share what their fits derive from the same data
+            multirun = shared is not None or context.trial.in_sweep
+            fit_cache = FitCache(location.cache_dir, _inputs_key(cfg, location)) if multirun else None
             samples, info, scores = _fit_predict(
-                model, model_name, prepared, location, run, progress, timings, reweighter
+                model, model_name, prepared, location, run, progress, timings, reweighter, fit_cache
             )
         try:
             _check_prediction(model, model_name, scores)

@@ -5,18 +5,20 @@ from __future__ import annotations
 import functools
 import numbers
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from qframe.core.context import FitCache
 from qframe.core.errors import ConfigError, reject_unknown_params
 from qframe.plugins.models.lightgbm_import import import_lightgbm
 
 lgb = import_lightgbm()  # without its scikit-learn estimators: ~0.7 s less a process (see lightgbm_import)
 
 #: this class's own parameters (the rest go to LightGBM)
-OWN_PARAMS = ("loss", "num_boost_round", "early_stopping_rounds", "num_threads", "seed", "verbose_eval")
+OWN_PARAMS = ("loss", "num_boost_round", "early_stopping_rounds", "num_threads", "seed", "verbose_eval", "reuse_bins")
 #: LightGBM parameters qframe sets itself
 FIXED_PARAMS = ("objective", "verbosity")
 
@@ -58,6 +60,7 @@ class LightGBMModel:
         num_threads: int | None = None,
         seed: int = 0,
         verbose_eval: int = 0,
+        reuse_bins: bool = True,
         **params: Any,
     ) -> None:
         if loss not in ("mse", "mae", "huber"):
@@ -84,6 +87,9 @@ class LightGBMModel:
         self.num_boost_round = int(num_boost_round)
         self.early_stopping_rounds = int(early_stopping_rounds)
         self.verbose_eval = int(verbose_eval)
+        if not isinstance(reuse_bins, bool):
+            raise ConfigError(f"model.reuse_bins must be true or false, got {reuse_bins!r}")
+        self.reuse_bins = reuse_bins
         objective = {"mse": "regression", "mae": "regression_l1", "huber": "huber"}[loss]
         self.params = {
             "objective": objective,
@@ -93,6 +99,8 @@ class LightGBMModel:
             **params,
         }
         self.booster: lgb.Booster | None = None
+        #: seconds of the last fit's parts: "binning" (or loading stored bins) and "boosting"
+        self.fit_timings: dict[str, float] = {}
 
     def fit(
         self,
@@ -102,22 +110,34 @@ class LightGBMModel:
         y_valid: np.ndarray,
         progress: Any = None,
         sample_weight: np.ndarray | None = None,
+        fit_cache: FitCache | None = None,
     ) -> None:
         """Train; ``progress`` (a :class:`qframe.core.progress.Progress`) hears of every boosting round;
         ``sample_weight`` (one per train row) weighs each row's gradient and hessian (the valid set stays
-        unweighted: it judges early stopping as the test segment is judged)."""
+        unweighted: it judges early stopping as the test segment is judged). With ``fit_cache`` the binned
+        Datasets come from (or go to) its directory when the data and binning parameters match
+        (:mod:`~qframe.plugins.models.lightgbm_bins`): the trees are the same either way.
+
+        :attr:`fit_timings` says how long the binning (or loading the bins) and the boosting took."""
+        from qframe.plugins.models import lightgbm_bins
+
         self.train_rows = len(y)
-        train = lgb.Dataset(X, label=y, weight=sample_weight, free_raw_data=True)
+        args = (self.params, X, y, X_valid, y_valid, sample_weight)
+        reuse = fit_cache is not None and self.reuse_bins
+        binned = lightgbm_bins.cached(fit_cache, *args) if reuse else lightgbm_bins.build(*args)
+        self.bins = binned.how
+        train = binned.train
         callbacks = [] if progress is None else [self._progress_callback(progress)]
         valid_sets = [train]
         names = ["train"]
-        if len(y_valid):
-            valid_sets.append(lgb.Dataset(X_valid, label=y_valid, reference=train))
+        if binned.valid is not None:
+            valid_sets.append(binned.valid)
             names.append("valid")
             if self.early_stopping_rounds > 0:
                 callbacks.append(lgb.early_stopping(self.early_stopping_rounds, verbose=False))
         if self.verbose_eval:
             callbacks.append(lgb.log_evaluation(self.verbose_eval))
+        t0 = time.perf_counter()
         self.booster = lgb.train(
             self.params,
             train,
@@ -126,6 +146,7 @@ class LightGBMModel:
             valid_names=names,
             callbacks=callbacks,
         )
+        self.fit_timings = {"binning": binned.seconds, "boosting": time.perf_counter() - t0}
 
     def _progress_callback(self, progress: Any) -> Any:
         total = self.num_boost_round
@@ -158,4 +179,7 @@ class LightGBMModel:
         return [path]
 
     def info(self) -> dict[str, Any]:
-        return {"best_iteration": int(self.booster.best_iteration or self.booster.current_iteration())}
+        return {
+            "best_iteration": int(self.booster.best_iteration or self.booster.current_iteration()),
+            "bins": getattr(self, "bins", "built"),
+        }
