@@ -318,6 +318,35 @@ def test_ray_launcher_runs_the_windows_as_ray_tasks(tmp_path, study):
     assert not any(k.startswith("fit.qframe.") for k in windows[0].data.params)
 
 
+def test_the_app_resolves_executor_auto_from_the_hydra_launcher():
+    """``trainer.executor=auto`` reaches the core explicit: ``ray`` under Hydra's Ray launcher, ``fork`` under
+    qframe's (the launchers' real targets, as composed); an explicit choice and a single run are left alone."""
+    from hydra import compose, initialize_config_dir
+
+    from qframe.app import conf_dir, resolve_executor
+
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        targets = {
+            launcher: str(
+                compose("config", [f"hydra/launcher={launcher}"], return_hydra_config=True).hydra.launcher._target_
+            )
+            for launcher in ("ray", "qframe")
+        }
+    resolved = {}
+    for launcher, target in targets.items():
+        for choice in ("auto", "fork", "ray"):
+            cfg = config(Path("unused"), f"trainer.executor={choice}")
+            resolve_executor(cfg, target)
+            resolved[launcher, choice] = cfg["trainer"]["executor"]
+    assert resolved == {
+        ("ray", "auto"): "ray", ("ray", "fork"): "fork", ("ray", "ray"): "ray",
+        ("qframe", "auto"): "fork", ("qframe", "fork"): "fork", ("qframe", "ray"): "ray",
+    }  # fmt: skip
+    cfg = composed(SMALL)
+    resolve_executor(cfg, targets["ray"])
+    assert "executor" not in cfg["trainer"]
+
+
 def test_from_run_with_a_trainer_is_one_line_error(tmp_path):
     proc = services.run_qframe([*SMALL, "trainer=rolling", "from_run=last", f"workdir={tmp_path}"], tmp_path)
     assert proc.returncode == 2, proc.stderr
