@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -117,6 +118,48 @@ def test_a_generators_leaky_or_overlapping_windows_are_refused():
     overlapping = [Window(0, (0, 50), (50, 90), (100, 130)), Window(1, (0, 50), (50, 90), (120, 140))]
     with pytest.raises(ConfigError, match="overlaps"):
         check_windows(overlapping, (100, 200), 1, "plugin")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the forked jobs
+
+
+def _marking(args: tuple[Path, bool]) -> int:
+    """A task that leaves a marker when it starts, then fails or succeeds."""
+    marker, fails = args
+    marker.touch()
+    if fails:
+        raise ValueError("this task fails")
+    return 1
+
+
+def _appears(path: Path, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if path.exists():
+            return True
+        time.sleep(0.05)
+    return path.exists()
+
+
+def test_the_next_job_starts_before_a_finished_one_is_handled_unless_it_failed(tmp_path):
+    """With one slot, the second task is already running while the caller handles the first's outcome (its keep
+    and child run overlap the next fit); after a failure nothing starts until the caller has seen it."""
+    from qframe.launch.pool import fork_map
+
+    ok = fork_map(_marking, [(k, (tmp_path / f"ok-{k}", False)) for k in range(2)], slots=1, poll=0.05)
+    first = next(ok)
+    assert first.ok and first.key == 0
+    assert _appears(tmp_path / "ok-1", 20)  # started while the caller still holds outcome 0
+    assert [o.key for o in ok] == [1]
+    failing = fork_map(
+        _marking, [(0, (tmp_path / "bad-0", True)), (1, (tmp_path / "bad-1", False))], slots=1, poll=0.05
+    )
+    first = next(failing)
+    assert not first.ok and "this task fails" in first.error
+    assert not _appears(tmp_path / "bad-1", 1.0)
+    failing.close()
+    assert not (tmp_path / "bad-1").exists()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
