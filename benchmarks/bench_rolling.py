@@ -1,24 +1,33 @@
 """Rolling retraining against a single run: framework cost per window, peak RSS, windows per minute at 1 and 2 slots.
 
-``python benchmarks/bench_rolling.py [overrides...]`` (``trainer.*`` ones go to the studies only) runs, in one fresh
-work directory, each in its own process: a single run (warms the market and feature caches, then once more warm),
-a rolling study with ``trainer.slots=1`` and one with ``trainer.slots=2`` (``trainer.step=60``; the default market
-and LightGBM unless overridden). It prints each run's stage times, the sum of the windows' own fit + predict, the
-framework's cost per window beyond them, peak RSS (the run's process
-and its largest window job) and windows per minute.
+``python benchmarks/bench_rolling.py [--compare-with DIR] [overrides...]`` (``trainer.*`` ones go to the studies
+only) runs, in one fresh work directory, each in its own process: a single run (warms the market and feature caches,
+then once more warm), a rolling study with ``trainer.slots=1`` and one with ``trainer.slots=2`` (``trainer.step=60``;
+the default market and LightGBM unless overridden). It prints each run's stage times, the sum of the windows' own
+fit + predict, the framework's cost per window beyond them, peak RSS (the run's process and its largest window job)
+and windows per minute. ``--compare-with DIR``: a 1-slot study of another version of qframe too (``DIR`` holds its
+``qframe`` package, e.g. ``git archive <commit> | tar -x -C DIR``), run just before this version's, same caches.
 
 Framework cost per window = (rolling run's wall − Σ windows' fit + predict − (single run's wall − its fit + predict))
-/ windows: what a window costs besides its model, over a single run's fixed cost (data, features, evaluation).
+/ windows: what a window costs besides its model, over a single run's fixed cost (data, features, evaluation). Also
+measured inside the study (its windows stage and window records, less the windows' fit + predict) when the study
+reports its ``windows record`` time.
+
+The hardware ceiling (before and after the runs): the same pure-CPU work (1-thread LightGBM fits; a numpy loop) done
+twice by 1 process and once each by 2 processes at once: the most 2 slots can give on this machine's cores.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 CHILD = r"""
 import json, resource, sys, time
@@ -48,41 +57,147 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def run(args: list[str]) -> dict:
-    proc = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True)
+def run(args: list[str], qframe_path: str | None = None) -> dict:
+    """One run in a fresh process; ``qframe_path``: another checkout's qframe (its directory first on the path)."""
+    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
+    if qframe_path:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [qframe_path, env.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-3000:])
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
     return json.loads(line.removeprefix("RESULT "))
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# the hardware ceiling: the same pure-CPU work in 1 process (twice in turn) and in 2 processes at once
+
+
+def _lightgbm_fit(seed: int) -> None:
+    """A 1-thread LightGBM fit (a window's fit with 2 slots on 2 cores: ``cores // slots`` = 1 thread)."""
+    import numpy as np
+
+    from qframe.plugins.models.lightgbm_import import import_lightgbm
+
+    lgb = import_lightgbm()
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((40_000, 40), dtype=np.float32)
+    y = X[:, :5].sum(axis=1) + rng.standard_normal(40_000, dtype=np.float32)
+    params = {"objective": "regression", "num_leaves": 63, "num_threads": 1, "verbose": -1, "seed": seed}
+    lgb.train(params, lgb.Dataset(X, y), num_boost_round=100)
+
+
+def _numpy_loop(seed: int) -> None:
+    """Single-threaded numpy work (sorts and cumulative sums of 1M floats)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for _ in range(6):
+        x = rng.standard_normal(1_000_000)
+        np.sort(x)
+        np.cumsum(x)
+
+
+CEILING_TASKS = {"LightGBM fits (1 thread)": _lightgbm_fit, "numpy loop": _numpy_loop}
+
+
+def _worker(task: str, seeds: list[int], go: Any) -> None:
+    go.wait()
+    for seed in seeds:
+        CEILING_TASKS[task](seed)
+
+
+def ceiling(task: str, repeat: int = 3) -> tuple[float, float]:
+    """Median walls (1 process doing the task twice, 2 processes doing it once each), the two alternated
+    ``repeat`` times: forked after the imports and started together, so what differs is only how many cores run."""
+    import multiprocessing
+    import statistics
+
+    CEILING_TASKS[task](99)  # imports and first-use costs paid before the fork
+    ctx = multiprocessing.get_context("fork")
+    walls: dict[int, list[float]] = {1: [], 2: []}
+    for _ in range(repeat):
+        for plan in ([[0, 1]], [[0], [1]]):
+            go = ctx.Event()
+            procs = [ctx.Process(target=_worker, args=(task, seeds, go)) for seeds in plan]
+            for p in procs:
+                p.start()
+            t0 = time.perf_counter()
+            go.set()
+            for p in procs:
+                p.join()
+            walls[len(plan)].append(time.perf_counter() - t0)
+    return statistics.median(walls[1]), statistics.median(walls[2])
+
+
+def print_ceiling(when: str) -> dict[str, float]:
+    out = {}
+    for task in CEILING_TASKS:
+        one, two = ceiling(task)
+        out[task] = one / two
+        print(
+            f"hardware ceiling ({when}), {task}: 1 process x2 {one:.2f} s, 2 processes x1 {two:.2f} s (medians of 3): "
+            f"{one / two:.2f}x"
+        )
+    return out
+
+
+def framework_cost(r: dict, fixed: float) -> tuple[float, float | None]:
+    """(per window from the walls: beyond the windows' fit + predict and the single run's fixed cost; per window
+    measured inside the study: its windows stage and window records beyond the windows' fit + predict)."""
+    n = r["windows"]
+    by_walls = (r["wall"] - r["model_seconds"] - fixed) / n
+    record = r["timings"].get("windows record")
+    inside = None if record is None else (r["timings"]["fit"] + record - r["model_seconds"]) / n
+    return by_walls, inside
+
+
 def main() -> None:
+    args = sys.argv[1:]
+    before = None
+    if "--compare-with" in args:
+        i = args.index("--compare-with")
+        before = args[i + 1]
+        del args[i : i + 2]
     # trainer.* overrides go to the rolling studies only (a single run has no such keys)
-    extra = [a for a in sys.argv[1:] if not a.startswith("trainer.")]
-    studies = [a for a in sys.argv[1:] if a.startswith("trainer.")]
+    extra = [a for a in args if not a.startswith("trainer.")]
+    studies = [a for a in args if a.startswith("trainer.")]
     workdir = Path(tempfile.mkdtemp(prefix="bench-rolling-")) / ".qframe"
     base = [f"workdir={workdir}", "evaluation.controls.enabled=false", *extra]
+    print(f"load average at start: {os.getloadavg()}")
+    ceilings = [print_ceiling("before the runs")]
     run(base)  # cold: market generated, features computed and cached
     single = run(base)
+    study = [*base, "trainer=rolling", "trainer.step=60", *studies]
     rolling = {}
+    compared = None
     for slots in (1, 2):
-        # slots do not change a window's predictions, so a study would resume from the other's kept windows
+        if before and slots == 1:
+            # slots do not change a window's predictions, so a study would resume from the other's kept windows
+            shutil.rmtree(workdir / "cache" / "rolling", ignore_errors=True)
+            compared = run([*study, "trainer.slots=1"], qframe_path=before)
         shutil.rmtree(workdir / "cache" / "rolling", ignore_errors=True)
-        rolling[slots] = run([*base, "trainer=rolling", "trainer.step=60", *studies, f"trainer.slots={slots}"])
+        rolling[slots] = run([*study, f"trainer.slots={slots}"])
+    ceilings.append(print_ceiling("after the runs"))
+    print(f"load average at the end: {os.getloadavg()}")
     fixed = single["wall"] - single["model_seconds"]
     stages = {k: round(v, 2) for k, v in single["timings"].items()}
     print(
         f"single run (warm): wall {single['wall']:.2f} s, fit + predict {single['model_seconds']:.2f} s, "
         f"peak RSS {single['rss_self_mb']:.0f} MB; stages {json.dumps(stages)}"
     )
-    for slots, r in rolling.items():
+    labelled = [(f"rolling, {slots} slot(s)", r) for slots, r in rolling.items()]
+    if compared is not None:
+        labelled.insert(0, (f"rolling, 1 slot, {before}", compared))
+    for label, r in labelled:
         n = r["windows"]
-        cost = (r["wall"] - r["model_seconds"] - fixed) / n
+        by_walls, inside = framework_cost(r, fixed)
         peak = max(r["rss_self_mb"], r["rss_children_mb"])
         per_min = n / (r["timings"]["fit"] / 60)
+        measured = "" if inside is None else f" ({inside:.2f} s/window inside the study)"
         print(
-            f"rolling, {slots} slot(s): {n} windows, wall {r['wall']:.2f} s, windows' fit + predict "
-            f"{r['model_seconds']:.2f} s, framework cost {cost:.2f} s/window, "
+            f"{label}: {n} windows, wall {r['wall']:.2f} s, windows' fit + predict "
+            f"{r['model_seconds']:.2f} s, framework cost {by_walls:.2f} s/window{measured}, "
             f"windows stage {r['timings']['fit']:.2f} s "
             f"({per_min:.1f} windows/min), peak RSS {r['rss_self_mb']:.0f} MB (run) / {r['rss_children_mb']:.0f} MB "
             f"(largest window job) = {peak / single['rss_self_mb']:.2f}x the single run; objective {r['objective']:.4f}"
@@ -90,7 +205,10 @@ def main() -> None:
     speed = (rolling[2]["windows"] / rolling[2]["timings"]["fit"]) / (
         rolling[1]["windows"] / rolling[1]["timings"]["fit"]
     )
-    print(f"2 slots vs 1: {speed:.2f}x windows per minute")
+    most = ", ".join(
+        f"{task} {min(c[task] for c in ceilings):.2f}-{max(c[task] for c in ceilings):.2f}x" for task in CEILING_TASKS
+    )
+    print(f"2 slots vs 1: {speed:.2f}x windows per minute; what 2 processes give at most here: {most}")
 
 
 if __name__ == "__main__":

@@ -122,6 +122,21 @@ def apply_thread_budget(cfg: dict, environ: os._Environ | dict = os.environ) -> 
             node["num_threads"] = int(budget)
 
 
+def launcher_target() -> str | None:
+    """The ``_target_`` of the Hydra job's launcher (None outside a Hydra job)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return str(HydraConfig.get().launcher.get("_target_", "")) if HydraConfig.initialized() else None
+
+
+def resolve_executor(cfg: dict, launcher: str | None) -> None:
+    """``trainer.executor=auto`` made explicit for the core (:mod:`qframe.core.rolling`): ``ray`` when the job's
+    Hydra launcher (``launcher``, its ``_target_``) is Ray's (``hydra/launcher=ray``), else ``fork``."""
+    trainer = cfg.get("trainer")
+    if isinstance(trainer, dict) and trainer.get("name") == "rolling" and trainer.get("executor", "auto") == "auto":
+        trainer["executor"] = "ray" if "ray" in (launcher or "").lower() else "fork"
+
+
 def task_overrides() -> list[str]:
     """The job's command-line overrides (none outside a Hydra job)."""
     from hydra.core.hydra_config import HydraConfig
@@ -212,6 +227,7 @@ class QFrameTask:
 
                     check_overrides(task_overrides())
                 apply_thread_budget(resolved)
+                resolve_executor(resolved, launcher_target())
                 context = self.context(resolved)
                 result = run_workflow(resolved, context, progress=progress)
                 if lease is not None:

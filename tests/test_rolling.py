@@ -11,7 +11,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -25,6 +27,7 @@ except ImportError:
 
 from qframe.core.errors import ConfigError
 from qframe.core.windows import MIN_TRAIN_DAYS, Window, check_windows, rolling_windows
+from qframe.plugins.features.alpha158 import Alpha158
 from qframe.plugins.models.linear import LinearModel
 
 SMALL = ["dataset.n_instruments=40", "dataset.n_days=320", "strategy.topk=5", "strategy.n_drop=1"]
@@ -118,6 +121,48 @@ def test_a_generators_leaky_or_overlapping_windows_are_refused():
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# the forked jobs
+
+
+def _marking(args: tuple[Path, bool]) -> int:
+    """A task that leaves a marker when it starts, then fails or succeeds."""
+    marker, fails = args
+    marker.touch()
+    if fails:
+        raise ValueError("this task fails")
+    return 1
+
+
+def _appears(path: Path, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if path.exists():
+            return True
+        time.sleep(0.05)
+    return path.exists()
+
+
+def test_the_next_job_starts_before_a_finished_one_is_handled_unless_it_failed(tmp_path):
+    """With one slot, the second task is already running while the caller handles the first's outcome (its keep
+    and child run overlap the next fit); after a failure nothing starts until the caller has seen it."""
+    from qframe.launch.pool import fork_map
+
+    ok = fork_map(_marking, [(k, (tmp_path / f"ok-{k}", False)) for k in range(2)], slots=1, poll=0.05)
+    first = next(ok)
+    assert first.ok and first.key == 0
+    assert _appears(tmp_path / "ok-1", 20)  # started while the caller still holds outcome 0
+    assert [o.key for o in ok] == [1]
+    failing = fork_map(
+        _marking, [(0, (tmp_path / "bad-0", True)), (1, (tmp_path / "bad-1", False))], slots=1, poll=0.05
+    )
+    first = next(failing)
+    assert not first.ok and "this task fails" in first.error
+    assert not _appears(tmp_path / "bad-1", 1.0)
+    failing.close()
+    assert not (tmp_path / "bad-1").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # a study
 
 
@@ -131,22 +176,16 @@ def study(tmp_path_factory):
     return workdir, cfg, run_workflow(cfg)
 
 
-def test_every_test_date_is_predicted_once_out_of_sample(study):
-    from qframe.core import rolling
-    from qframe.core.registry import get_registry
-
-    workdir, cfg, result = study
-    _, inputs, _ = rolling.load_inputs(cfg, get_registry(), workdir / "cache", rolling.Progress())
-    cal = inputs.panel.calendar
-    windows = children(result)
-    assert list(windows["window"]) == [0, 1, 2, 3] and set(windows["status"]) == {"FINISHED"}
-    scores = predictions(result)
+def assert_each_test_day_predicted_once_out_of_sample(
+    windows: pd.DataFrame, scores: pd.Series, cal: pd.DatetimeIndex, test: tuple, horizon: int
+) -> None:
+    """Every day of the ``test`` segment (``[lo, hi]``) is predicted, each (day, instrument) once, by exactly one
+    window (``windows``: the recorded child runs), whose train and valid spans, labels included, end before it."""
     assert scores.index.is_unique
-    test_lo, test_hi = result.settings["segments"]["test"]
+    test_lo, test_hi = (pd.Timestamp(d) for d in test)
     expected_days = cal[(cal >= test_lo) & (cal <= test_hi)]
     assert sorted(set(scores.index.get_level_values("datetime"))) == list(expected_days)
     pos = {d: i for i, d in enumerate(cal)}
-    horizon = cfg["handler"]["label"]["horizon"]
     owners = []
     for day in expected_days:
         # the window whose recorded test span holds the day: exactly one
@@ -162,6 +201,21 @@ def test_every_test_date_is_predicted_once_out_of_sample(study):
         assert pos[fit_end] + horizon + 1 <= pos[day]
         owners.append(row.window)
     assert owners == sorted(owners)
+
+
+def test_every_test_date_is_predicted_once_out_of_sample(study):
+    from qframe.core import rolling
+    from qframe.core.registry import get_registry
+
+    workdir, cfg, result = study
+    _, inputs, _ = rolling.load_inputs(cfg, get_registry(), workdir / "cache", rolling.Progress())
+    windows = children(result)
+    assert list(windows["window"]) == [0, 1, 2, 3] and set(windows["status"]) == {"FINISHED"}
+    horizon = cfg["handler"]["label"]["horizon"]
+    test = result.settings["segments"]["test"]
+    assert_each_test_day_predicted_once_out_of_sample(
+        windows, predictions(result), inputs.panel.calendar, test, horizon
+    )
 
 
 def test_the_result_is_the_concatenation_of_the_windows_own_fits(study):
@@ -307,8 +361,149 @@ def test_ray_launcher_runs_the_windows_as_ray_tasks(tmp_path, study):
     assert not any(k.startswith("fit.qframe.") for k in windows[0].data.params)
 
 
+def test_the_app_resolves_executor_auto_from_the_hydra_launcher():
+    """``trainer.executor=auto`` reaches the core explicit: ``ray`` under Hydra's Ray launcher, ``fork`` under
+    qframe's (the launchers' real targets, as composed); an explicit choice and a single run are left alone."""
+    from hydra import compose, initialize_config_dir
+
+    from qframe.app import conf_dir, resolve_executor
+
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        targets = {
+            launcher: str(
+                compose("config", [f"hydra/launcher={launcher}"], return_hydra_config=True).hydra.launcher._target_
+            )
+            for launcher in ("ray", "qframe")
+        }
+    resolved = {}
+    for launcher, target in targets.items():
+        for choice in ("auto", "fork", "ray"):
+            cfg = config(Path("unused"), f"trainer.executor={choice}")
+            resolve_executor(cfg, target)
+            resolved[launcher, choice] = cfg["trainer"]["executor"]
+    assert resolved == {
+        ("ray", "auto"): "ray", ("ray", "fork"): "fork", ("ray", "ray"): "ray",
+        ("qframe", "auto"): "fork", ("qframe", "fork"): "fork", ("qframe", "ray"): "ray",
+    }  # fmt: skip
+    cfg = composed(SMALL)
+    resolve_executor(cfg, targets["ray"])
+    assert "executor" not in cfg["trainer"]
+
+
 def test_from_run_with_a_trainer_is_one_line_error(tmp_path):
     proc = services.run_qframe([*SMALL, "trainer=rolling", "from_run=last", f"workdir={tmp_path}"], tmp_path)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("qframe: error: from_run") and "trainer=rolling" in lines[0]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# features once for every window
+
+
+class CountingAlpha158(Alpha158):
+    """Alpha158 that appends its process id to ``log`` at each computation: the feature stage, counted across
+    processes (the study's, its window jobs, a sweep's forked jobs)."""
+
+    def __init__(self, log: str, **params) -> None:
+        super().__init__(**params)
+        self.log = Path(log)
+
+    def compute(self, market):
+        with self.log.open("a") as f:
+            f.write(f"{os.getpid()}\n")
+        return super().compute(market)
+
+
+def _counting(log: Path) -> list[str]:
+    # the feature cache off: a window or a job that needed the features would have to compute them again
+    return ["~handler.features", f"+handler.features={{_target_: test_rolling.CountingAlpha158, log: '{log}'}}",
+            "handler.cache=false"]  # fmt: skip
+
+
+def study_run(workdir: Path) -> SimpleNamespace:
+    """The one study run (not a window's) of the store in ``workdir``, shaped as a RunResult where tests read it."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("qframe").experiment_id])
+    (run,) = [r for r in runs if r.data.tags.get("qframe.window") is None]
+    return SimpleNamespace(
+        tracking_uri=uri,
+        experiment_id=run.info.experiment_id,
+        run_id=run.info.run_id,
+        artifact_uri=run.info.artifact_uri,
+    )
+
+
+def test_the_feature_stage_runs_once_for_every_window(tmp_path):
+    """A 4-window study with the feature cache off computes its features once, in the study's process: no window
+    job computes them (each gets the panel from its parent)."""
+    from qframe.core.workflow import run_workflow
+
+    log = tmp_path / "features.log"
+    result = run_workflow(config(tmp_path / ".qframe", *_counting(log)))
+    assert set(children(result)["status"]) == {"FINISHED"} and len(children(result)) == 4
+    assert log.read_text().splitlines() == [str(os.getpid())]
+
+
+def test_a_grid_of_studies_on_the_fork_launcher_computes_the_features_once(tmp_path):
+    """``qframe -m trainer=rolling model.alpha=0.1,10``: the fork launcher's parent preloads the features once and
+    both studies' 4 windows run on them (the cache off, so a job that missed the preloaded inputs would compute)."""
+    log = tmp_path / "features.log"
+    env = {**services.qframe_env(), "PYTHONPATH": str(Path(__file__).parent)}
+    grid = ["-m", *SMALL, *ROLLING, *QUICK, "trainer.step=32", "model.alpha=0.1,10"]  # 2 windows a study
+    args = [*grid, *_counting(log), f"workdir={tmp_path / '.qframe'}"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "qframe", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(log.read_text().splitlines()) == 1, log.read_text()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / '.qframe' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("qframe").experiment_id])
+    studies = [r for r in runs if r.data.tags.get("qframe.window") is None]
+    windows = [r for r in runs if r.data.tags.get("qframe.window") is not None]
+    assert len(studies) == 2 and {r.info.status for r in studies} == {"FINISHED"}
+    assert len(windows) == 4 and {r.info.status for r in windows} == {"FINISHED"}
+    assert {r.data.tags["mlflow.parentRunId"] for r in windows} == {r.info.run_id for r in studies}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# a sequence model
+
+
+def test_a_windowed_gru_study_predicts_each_test_day_once_out_of_sample(tmp_path):
+    """``trainer=rolling model=gru model.window=5``: real torch fits (2 epochs) in each window's forked job, the
+    time-series sampler looking back from each test slice; every test day predicted once, by a window whose spans
+    end before it (from the recorded spans)."""
+    from qframe.core import rolling
+    from qframe.core.registry import get_registry
+
+    workdir = tmp_path / ".qframe"
+    gru = ["model=gru", "handler=alpha158", "handler.features.windows=[5,10]", "model.window=5",
+           "model.hidden_size=8", "model.num_layers=1", "model.max_epochs=2", "model.progress=false",
+           "model.num_threads=1", "model.device=cpu"]  # fmt: skip
+    # 2 windows of 32 days
+    overrides = [
+        *SMALL,
+        *ROLLING,
+        "trainer.step=32",
+        "evaluation.controls.enabled=false",
+        "recording.plots=false",
+        *gru,
+    ]
+    proc = services.run_qframe([*overrides, f"workdir={workdir}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = study_run(workdir)
+    windows = children(result)
+    assert list(windows["window"]) == [0, 1] and set(windows["status"]) == {"FINISHED"}
+    cfg = composed([*overrides, f"workdir={workdir}"])
+    _, inputs, _ = rolling.load_inputs(cfg, get_registry(), workdir / "cache", rolling.Progress())
+    scores = predictions(result)
+    assert np.isfinite(scores.to_numpy()).all()
+    test = inputs.bounds["test"]
+    horizon = cfg["handler"]["label"]["horizon"]
+    assert_each_test_day_predicted_once_out_of_sample(windows, scores, inputs.panel.calendar, test, horizon)

@@ -185,6 +185,7 @@ def run_window(cfg: dict[str, Any], panel: Panel, window: Window, checkpoints: s
     from qframe.core.tracking import location_tags
     from qframe.core.workflow import _fit, _predict
 
+    started = time.perf_counter()
     registry = get_registry()
     model_name, model = build_component(registry, "model", cfg["model"], "model")
     reweighter = reweight.build_reweighter(cfg, registry)
@@ -197,8 +198,10 @@ def run_window(cfg: dict[str, Any], panel: Panel, window: Window, checkpoints: s
     train, valid, test = out["train"], out["valid"], out["test"]
     if len(train) == 0:
         raise ConfigError(f"window {window.index}: the train span is empty after processing (every label NaN?)")
-    t0 = time.perf_counter()
     weights = reweight.sample_weights(reweighter[1], reweighter[0], train)
+    t0 = time.perf_counter()
+    # the framework's share of the window before its fit: components, slices, processors, weights
+    prepared = t0 - started
     _fit(model, train, valid, Path(checkpoints), Progress(), weights)
     fitted = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -210,6 +213,7 @@ def run_window(cfg: dict[str, Any], panel: Panel, window: Window, checkpoints: s
         **reweight.summary(weights, train),
         "train_rows": len(train),
         "valid_rows": len(valid),
+        "prepare_seconds": round(prepared, 4),
         "fit_seconds": round(fitted, 4),
         "predict_seconds": round(time.perf_counter() - t0, 4),
         # where the window ran (qframe.host, qframe.pid, qframe.node): its child run's tags, not fit params
@@ -235,20 +239,11 @@ def _window_cfg(cfg: dict[str, Any], slots: int) -> dict[str, Any]:
 
 
 def executor_of(cfg: dict[str, Any]) -> str:
-    """``fork`` or ``ray``: ``trainer.executor``; ``auto`` is ``ray`` when the Hydra launcher is Ray's
-    (``hydra/launcher=ray``), else ``fork``."""
-    choice = (cfg.get("trainer") or {}).get("executor", "auto")
-    if choice != "auto":
-        return str(choice)
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        if HydraConfig.initialized():
-            target = str(HydraConfig.get().launcher.get("_target_", ""))
-            return "ray" if "ray" in target.lower() else "fork"
-    except Exception:  # noqa: BLE001 - no Hydra job: the default
-        pass
-    return "fork"
+    """``fork`` or ``ray``: ``trainer.executor``. ``auto`` is the app's to resolve from the Hydra launcher
+    (:func:`qframe.app.resolve_executor`); one that reaches this module unresolved (a direct ``run_workflow``
+    call, no launcher) means forked jobs."""
+    choice = str((cfg.get("trainer") or {}).get("executor", "auto"))
+    return "fork" if choice == "auto" else choice
 
 
 def _fork_executor(cfg: dict, panel: Panel, windows: list[Window], checkpoints: Path, slots: int) -> Iterator[Any]:
@@ -333,10 +328,12 @@ def fit_predict(
     tracked: Any,
     progress: Progress,
     timings: dict[str, float],
+    plots: bool = True,
 ) -> tuple[dict[str, int], dict[str, Any], pd.Series]:
     """Every window's fit and prediction (those already done are read back); (samples, info, scores), the scores
     the concatenation of the windows' test slices. A failed window fails the run (``on_window_failure: fail``,
-    after the finished ones are kept) or is left out (``skip``)."""
+    after the finished ones are kept) or is left out (``skip``). Each window's child run is recorded as it
+    finishes, while the next window fits; ``plots``: the study's run also gets ``window_ic.png``."""
     check_settings(cfg)
     trainer = cfg.get("trainer") or {}
     slots = int(trainer.get("slots", 1))
@@ -344,15 +341,16 @@ def fit_predict(
     cal = inputs.panel.calendar
     directory = study_dir(cfg, inputs, location.cache_dir)
     run = tracked.run
+    recorder = _WindowRecorder(tracked, inputs)
     results: dict[int, tuple[pd.Series, dict]] = {}
     for w in inputs.windows:
         kept = _done(directory, w)
         if kept is not None:
             results[w.index] = kept
+            recorder.done(w, kept, None)
     resumed = len(results)
     pending = [w for w in inputs.windows if w.index not in results]
     failures: dict[int, str] = {}
-    seconds: dict[int, float] = {}
     executor = executor_of(cfg)
     t0 = time.perf_counter()
     progress.start("fit", f"{model_name}: {len(pending)} window(s) on {executor}, {slots} at a time")
@@ -363,13 +361,15 @@ def fit_predict(
     outcomes = run_all(window_cfg, inputs.panel, pending, checkpoints, slots)
     try:
         for outcome in outcomes:
-            seconds[outcome.key] = outcome.seconds
+            window = by_index[outcome.key]
             if outcome.ok:
                 scores, info = outcome.value
-                _keep(directory, by_index[outcome.key], scores, info)
+                _keep(directory, window, scores, info)
                 results[outcome.key] = (scores, info)
+                recorder.done(window, outcome.value, outcome.seconds)
             else:
                 failures[outcome.key] = outcome.error or "failed"
+                recorder.failed(window, failures[outcome.key], outcome.seconds)
                 if policy == "fail":
                     break
     finally:
@@ -377,8 +377,9 @@ def fit_predict(
         if close is not None:
             close()  # what still runs after a failure is stopped
     timings["fit"] = time.perf_counter() - t0
-    table = _window_table(inputs, results, failures, seconds)
-    _record_windows(tracked, inputs, table, results, failures)
+    t0 = time.perf_counter()
+    recorder.finish(plots)
+    timings["windows record"] = time.perf_counter() - t0
     progress.finish(f"{len(results)} of {len(inputs.windows)} windows ({resumed} resumed, {len(failures)} failed)")
     if failures and (policy == "fail" or not results):
         index, why = next(iter(failures.items()))
@@ -407,69 +408,80 @@ def fit_predict(
     return samples, info, scores
 
 
-def _window_table(
-    inputs: RollingInputs, results: dict[int, tuple[pd.Series, dict]], failures: dict[int, str], seconds: dict
-) -> pd.DataFrame:
-    """One row per window: spans, status, IC and Rank IC of its test slice, rows, fit time."""
-    from qframe.core.evaluation import signal_analysis
+class _WindowRecorder:
+    """The windows' rows of ``windows.csv`` (spans, status, IC and Rank IC of the test slice, rows, times) and
+    their child MLflow runs (spans as params and tags, IC as metrics, FAILED for a failed window), one window at a
+    time as it finishes; :meth:`finish` logs the table (and ``window_ic.png``) to the study's run."""
 
-    cal = inputs.panel.calendar
-    rows = []
-    for w in inputs.windows:
-        row: dict[str, Any] = {"window": w.index, **w.describe(cal)}
-        if w.index in results:
-            scores, info = results[w.index]
-            label = inputs.raw_test_label.reindex(scores.index)
-            _, summary = signal_analysis(scores, label)
-            row.update(status="done", IC=summary["IC"], RankIC=summary["Rank IC"], predictions=len(scores))
-            row.update(fit_seconds=info.get("fit_seconds"), predict_seconds=info.get("predict_seconds"))
-            row.update(train_rows=info.get("train_rows"))
-        else:
-            row.update(status="failed" if w.index in failures else "not run", error=failures.get(w.index, ""))
-        row["seconds"] = seconds.get(w.index)
-        rows.append(row)
-    return pd.DataFrame(rows)
+    def __init__(self, tracked: Any, inputs: RollingInputs) -> None:
+        from mlflow.tracking import MlflowClient
 
+        self.tracked = tracked
+        self.inputs = inputs
+        self.client = MlflowClient(tracked.uri)
+        self.rows: dict[int, dict[str, Any]] = {}
 
-def _record_windows(tracked: Any, inputs: RollingInputs, table: pd.DataFrame, results: dict, failures: dict) -> None:
-    """The windows' child MLflow runs (spans as params and tags, IC as metrics, FAILED for a failed window) and
-    the study run's ``windows.csv`` and ``window_ic.png``."""
-    from mlflow.entities import Metric, Param, RunTag
-    from mlflow.tracking import MlflowClient
+    def done(self, window: Window, result: tuple[pd.Series, dict], seconds: float | None) -> None:
+        from qframe.core.evaluation import signal_analysis
 
-    from qframe.core.scratch import artifact_dir
+        scores, info = result
+        _, summary = signal_analysis(scores, self.inputs.raw_test_label.reindex(scores.index))
+        row = self._row(window, "done", seconds)
+        row.update(IC=summary["IC"], RankIC=summary["Rank IC"], predictions=len(scores))
+        row.update({k: info.get(k) for k in ("prepare_seconds", "fit_seconds", "predict_seconds", "train_rows")})
+        self._child_run(window, row, info)
 
-    run = tracked.run
-    client = MlflowClient(tracked.uri)
-    now = int(time.time() * 1000)
-    for row in table.to_dict("records"):
-        index = int(row["window"])
-        if row["status"] == "not run":
-            continue
+    def failed(self, window: Window, error: str, seconds: float | None) -> None:
+        self._child_run(window, {**self._row(window, "failed", seconds), "error": error}, None)
+
+    def _row(self, window: Window, status: str, seconds: float | None) -> dict[str, Any]:
+        row = {"window": window.index, **window.describe(self.inputs.panel.calendar), "status": status}
+        self.rows[window.index] = row
+        row["seconds"] = seconds
+        return row
+
+    def _child_run(self, window: Window, row: dict[str, Any], info: dict | None) -> None:
+        from mlflow.entities import Metric, Param
+
+        run = self.tracked.run
+        index = window.index
         spans = {s: row[s] for s in ("train", "valid", "test")}
         tags = {
             "mlflow.parentRunId": run.info.run_id,
             "mlflow.runName": f"window-{index:03d}",
             "qframe.window": str(index),
+            "qframe.kind": "window",
             **{f"qframe.window.{s}": v for s, v in spans.items()},
         }
-        child = client.create_run(run.info.experiment_id, tags=tags)
+        # where the window ran (qframe.host, qframe.pid, qframe.node) are tags; the rest of its fit info params
+        tags.update({k: str(v) for k, v in (info or {}).items() if k.startswith("qframe.")})
+        child = self.client.create_run(run.info.experiment_id, tags=tags)
         params = [Param(f"window.{s}", v) for s, v in spans.items()] + [Param("window.index", str(index))]
-        where: list[RunTag] = []
-        if index in results:
-            info = results[index][1]
-            params += [Param(f"fit.{k}", str(v)[:500]) for k, v in info.items() if not k.startswith("qframe.")]
-            where = [RunTag(k, str(v)) for k, v in info.items() if k.startswith("qframe.")]
+        params += [Param(f"fit.{k}", str(v)[:500]) for k, v in (info or {}).items() if not k.startswith("qframe.")]
+        now = int(time.time() * 1000)
         metrics = [
             Metric(k, float(row[k]), now, 0) for k in ("IC", "RankIC") if row.get(k) is not None and np.isfinite(row[k])
         ]
-        tags = [RunTag("qframe.kind", "window"), *where]
-        client.log_batch(child.info.run_id, metrics=metrics, params=params, tags=tags)
-        client.set_terminated(child.info.run_id, "FINISHED" if index in results else "FAILED")
-    with artifact_dir() as out:
-        table.to_csv(out / "windows.csv", index=False)
-        _plot_window_ic(table, out / "window_ic.png")
-        tracked.log_artifacts(out)
+        self.client.log_batch(child.info.run_id, metrics=metrics, params=params, tags=[])
+        self.client.set_terminated(child.info.run_id, "FINISHED" if info is not None else "FAILED")
+
+    def finish(self, plots: bool) -> pd.DataFrame:
+        """``windows.csv`` (a row for every window: those never run as ``not run``) and, with ``plots``,
+        ``window_ic.png``, logged to the study's run."""
+        from qframe.core.scratch import artifact_dir
+
+        cal = self.inputs.panel.calendar
+        rows = [
+            self.rows.get(w.index) or {"window": w.index, **w.describe(cal), "status": "not run", "seconds": None}
+            for w in self.inputs.windows
+        ]
+        table = pd.DataFrame(rows)
+        with artifact_dir() as out:
+            table.to_csv(out / "windows.csv", index=False)
+            if plots and (table["status"] == "done").any():
+                _plot_window_ic(table, out / "window_ic.png")
+            self.tracked.log_artifacts(out)
+        return table
 
 
 def _plot_window_ic(table: pd.DataFrame, path: Path) -> None:

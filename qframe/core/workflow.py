@@ -93,10 +93,14 @@ def _check_settings(cfg: dict[str, Any], default_plots: bool) -> tuple[str, int 
 def _inputs_key(cfg: dict[str, Any], location: RunLocation) -> str:
     from qframe.core import reuse
     from qframe.core.cache import cache_key
+    from qframe.core.windows import trainer_settings
 
-    parts = {k: cfg.get(k) for k in ("dataset", "handler", "segments", "trainer")}
+    parts = {k: cfg.get(k) for k in ("dataset", "handler", "segments")}
     if isinstance(parts["handler"], dict):  # how many threads compute the features does not change them
         parts["handler"] = {k: v for k, v in parts["handler"].items() if k != "num_threads"}
+    # what decides a rolling study's windows; not how they run (slots, executor, on_window_failure)
+    trainer = cfg.get("trainer") or {}
+    parts["trainer"] = {k: trainer.get(k) for k in ("name", "generator")} | trainer_settings(trainer)
     ref = reuse.reference(cfg)
     if ref is not None:  # a re-evaluation's inputs: the source's predictions and the test label, no features
         parts["from_run"] = ref
@@ -413,7 +417,9 @@ def run_workflow(
         if source is not None:  # no fit, no prediction: the source run's, checked against this test segment
             samples, info, scores = prepared.samples, {}, source.scores
         elif walk_forward:  # each window has its own model, in its own job: the run keeps their predictions
-            samples, info, scores = rolling.fit_predict(cfg, model_name, prepared, location, tracked, progress, timings)
+            samples, info, scores = rolling.fit_predict(
+                cfg, model_name, prepared, location, tracked, progress, timings, plots
+            )
             model = None
         else:
             # the runs of a multirun (a sweep's trials, a grid's jobs) share what their fits derive from the same data

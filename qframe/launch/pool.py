@@ -46,6 +46,32 @@ def _child(conn: Any, function: Callable[[Any], Any], item: Any, parent_pid: int
     conn.close()
 
 
+def _finished(running: dict[Any, tuple[Any, Any, float]]) -> Iterator[Outcome]:
+    """The outcomes of the tasks in ``running`` that have sent their message or died; they leave ``running``."""
+    for key, (process, conn, started) in list(running.items()):
+        message = None
+        if conn.poll():
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                message = None
+        elif process.is_alive():
+            continue
+        del running[key]
+        conn.close()
+        process.join(30)
+        if process.is_alive():
+            kill_group(process.pid)
+            process.join(5)
+        seconds = time.perf_counter() - started
+        if message is None:
+            yield Outcome(key, False, error=_describe_exit(process.exitcode), seconds=seconds)
+        elif message[0] == "ok":
+            yield Outcome(key, True, value=message[1], seconds=seconds)
+        else:
+            yield Outcome(key, False, error=str(message[1]), seconds=seconds)
+
+
 def fork_map(
     function: Callable[[Any], Any], items: Iterable[tuple[Any, Any]], slots: int = 1, poll: float = 0.5
 ) -> Iterator[Outcome]:
@@ -54,42 +80,30 @@ def fork_map(
     ctx = multiprocessing.get_context("fork")
     pending = list(items)
     running: dict[Any, tuple[Any, Any, float]] = {}  # key -> (process, connection, start)
+
+    def start() -> None:
+        while pending and len(running) < max(1, slots):
+            key, item = pending.pop(0)
+            parent_conn, child_conn = ctx.Pipe(duplex=False)
+            process = ctx.Process(target=_child, args=(child_conn, function, item, os.getpid()), daemon=False)
+            gc.freeze()  # the child's collector would otherwise touch (copy) every page of the parent's objects
+            with signals_held():
+                process.start()
+                lead_group(process.pid)
+            child_conn.close()
+            running[key] = (process, parent_conn, time.perf_counter())
+
     try:
         while pending or running:
-            while pending and len(running) < max(1, slots):
-                key, item = pending.pop(0)
-                parent_conn, child_conn = ctx.Pipe(duplex=False)
-                process = ctx.Process(target=_child, args=(child_conn, function, item, os.getpid()), daemon=False)
-                gc.freeze()  # the child's collector would otherwise touch (copy) every page of the parent's objects
-                with signals_held():
-                    process.start()
-                    lead_group(process.pid)
-                child_conn.close()
-                running[key] = (process, parent_conn, time.perf_counter())
+            start()
             waitables = [w for p, c, _ in running.values() for w in (p.sentinel, c)]
             multiprocessing.connection.wait(waitables, timeout=poll)
-            for key, (process, conn, started) in list(running.items()):
-                message = None
-                if conn.poll():
-                    try:
-                        message = conn.recv()
-                    except (EOFError, OSError):
-                        message = None
-                elif process.is_alive():
-                    continue
-                del running[key]
-                conn.close()
-                process.join(30)
-                if process.is_alive():
-                    kill_group(process.pid)
-                    process.join(5)
-                seconds = time.perf_counter() - started
-                if message is None:
-                    yield Outcome(key, False, error=_describe_exit(process.exitcode), seconds=seconds)
-                elif message[0] == "ok":
-                    yield Outcome(key, True, value=message[1], seconds=seconds)
-                else:
-                    yield Outcome(key, False, error=str(message[1]), seconds=seconds)
+            finished = list(_finished(running))
+            if all(outcome.ok for outcome in finished):
+                # the next tasks start before the caller handles these outcomes (keeps and records them), so its
+                # work overlaps theirs; after a failure the caller may stop: nothing more starts before it has seen it
+                start()
+            yield from finished
     finally:
         for process, conn, _ in running.values():
             kill_group(process.pid)
