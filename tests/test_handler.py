@@ -31,6 +31,18 @@ def test_instrument_blocks_in_threads_equal_whole_panel(small_market, monkeypatc
     np.testing.assert_array_equal(blocks.y, whole.y)
 
 
+def test_an_error_in_a_feature_thread_reaches_the_caller(small_market, monkeypatch):
+    class Failing(Alpha158):
+        def compute(self, market):
+            if market.instruments[0] != small_market.instruments[0]:
+                raise ValueError(f"no features for {market.instruments[0]}")
+            return super().compute(market)
+
+    monkeypatch.setattr(handler, "BLOCK_CELLS", small_market.shape[0] * 4 * 2)  # 3 blocks of 4, 2 threads
+    with pytest.raises(ValueError, match="no features for"):
+        handler._compute_panel(small_market, Failing(), horizon=1, threads=2)
+
+
 def test_feature_threads_setting():
     assert handler.feature_threads({"num_threads": 3}) == 3
     assert handler.feature_threads({}) >= 1  # null: the cores this process may use
