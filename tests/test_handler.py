@@ -31,6 +31,36 @@ def test_instrument_blocks_in_threads_equal_whole_panel(small_market, monkeypatc
     np.testing.assert_array_equal(blocks.y, whole.y)
 
 
+def test_an_error_in_a_feature_thread_reaches_the_caller(small_market, monkeypatch):
+    class Failing(Alpha158):
+        def compute(self, market):
+            if market.instruments[0] != small_market.instruments[0]:
+                raise ValueError(f"no features for {market.instruments[0]}")
+            return super().compute(market)
+
+    monkeypatch.setattr(handler, "BLOCK_CELLS", small_market.shape[0] * 4 * 2)  # 3 blocks of 4, 2 threads
+    with pytest.raises(ValueError, match="no features for"):
+        handler._compute_panel(small_market, Failing(), horizon=1, threads=2)
+
+
+def test_before_compute_runs_before_computed_features_only(small_market, tmp_path):
+    """The workflow settles its tracking set-up there: before features are computed, never on a cache hit."""
+    calls = []
+
+    def settle() -> None:
+        calls.append(1)
+
+    cfg = {"features": {"name": "alpha158", "windows": [5, 10]}, "label": {"horizon": 1}, "num_threads": 2}
+    segments = {"fractions": [0.6, 0.2, 0.2]}
+    computed = handler.prepare(small_market, get_registry(), cfg, segments, tmp_path, None, None, settle)
+    cached = handler.prepare(small_market, get_registry(), cfg, segments, tmp_path, None, None, settle)
+    assert (computed.from_cache, cached.from_cache) == (False, True)
+    assert len(calls) == 1
+    uncached = {**cfg, "cache": False}
+    handler.prepare(small_market, get_registry(), uncached, segments, tmp_path, None, None, settle)
+    assert len(calls) == 2
+
+
 def test_feature_threads_setting():
     assert handler.feature_threads({"num_threads": 3}) == 3
     assert handler.feature_threads({}) >= 1  # null: the cores this process may use

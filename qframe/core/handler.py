@@ -220,10 +220,16 @@ def _compute_blocks(
         for lo in starts:
             block(lo)
     else:
+        # joined before returning: a sweep's parent computes features here, then forks
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="qframe-features") as pool:
             # a thread's block is freed before it takes the next: at most ``threads`` blocks exist at once
-            for done in [pool.submit(block, lo) for lo in starts]:
-                done.result()
+            futures = [pool.submit(block, lo) for lo in starts]
+            try:
+                for done in futures:
+                    done.result()
+            except BaseException:  # an error (or Ctrl-C): the blocks not started yet are not computed for nothing
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     return out["X"], out["names"], out["dropped"]
 
 

@@ -165,7 +165,8 @@ def preload_inputs(cfg: dict[str, Any], location: RunLocation, registry: Registr
     Called once in a sweep's parent process (the app's prefork step); the result reaches each trial through its
     :class:`RunContext`: a trial whose ``dataset``, ``handler``, ``segments`` and ``workdir`` match starts with its
     inputs in memory, copy-on-write, instead of reading the caches and re-running the processors. Nothing here
-    starts a thread pool: the process forks afterwards. The tracking store is opened and its experiment resolved
+    leaves a thread pool running (the feature threads are joined before the features return): the process forks
+    afterwards. The tracking store is opened and its experiment resolved
     here too.
     """
     from qframe.core import reuse, rolling, tracking
