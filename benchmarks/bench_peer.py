@@ -1,6 +1,7 @@
 """Qlib 0.9.7 and qframe side by side on the same Qlib data directory, stage by stage, in one run.
 
     python benchmarks/bench_peer.py [--rounds 1] [--peer DIR] [--data DIR] [--keep] [-- qframe overrides ...]
+    python benchmarks/bench_peer.py --from WORKDIR/results.json     # the table of a kept (--keep) run again
 
 The peer is the Qlib 0.9.7 venv that ``../shared/peer/setup.sh`` installs in ``$QLIBPEER`` (default
 ``~/.cache/qlibpeer``, README-qlibpeer.md there): its ``make_data.py`` writes the 300 x 2500 synthetic market in
