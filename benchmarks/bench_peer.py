@@ -1,6 +1,7 @@
 """Qlib 0.9.7 and qframe side by side on the same Qlib data directory, stage by stage, in one run.
 
     python benchmarks/bench_peer.py [--rounds 1] [--peer DIR] [--data DIR] [--keep] [-- qframe overrides ...]
+    python benchmarks/bench_peer.py --from WORKDIR/results.json     # the table of a kept (--keep) run again
 
 The peer is the Qlib 0.9.7 venv that ``../shared/peer/setup.sh`` installs in ``$QLIBPEER`` (default
 ``~/.cache/qlibpeer``, README-qlibpeer.md there): its ``make_data.py`` writes the 300 x 2500 synthetic market in
@@ -113,6 +114,7 @@ def measured(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float, log
         "peak_mb": peak / 2**20,
         "maxrss_mb": usage.ru_maxrss / 1024,  # the largest single process (its own high-water mark)
         "stdout": "".join(out),
+        "load": os.getloadavg()[0],  # 1-minute load average as the run ended: how shared the machine was
     }
 
 
@@ -239,6 +241,69 @@ def cell(values: list[float], fmt: str = "{:.2f}") -> str:
     return " / ".join(fmt.format(v) for v in values)
 
 
+def report(runs: dict[str, list[dict]]) -> None:
+    """Print the side-by-side table (Markdown) and the targets' verdicts of ``runs`` (Qlib, cold, warm)."""
+    rounds = len(runs["qlib"])
+    for res in (x for side in runs.values() for x in side):
+        res["stages"]["rest"] = res["wall"] - sum(res["stages"].values())
+    qlib_wall = statistics.median(x["wall"] for x in runs["qlib"])
+    qlib_peak = statistics.median(x["peak_mb"] for x in runs["qlib"])
+    sides = {"Qlib 0.9.7": runs["qlib"], "qframe cold": runs["cold"], "qframe warm": runs["warm"]}
+    print(f"\n{rounds} round(s), values per round (r1 / r2 ...); load average now {os.getloadavg()[0]:.1f}\n")
+    print("| stage (s) | " + " | ".join(sides) + " |")
+    print("|---|" + "---:|" * len(sides))
+    for row in ROWS:
+        cells = []
+        for name, side in sides.items():
+            text = cell([x["stages"][row] for x in side])
+            if row == ROWS[0] and name != "Qlib 0.9.7":
+                text = " / ".join(x["split"] for x in side) + " (data + features)"
+            cells.append(text)
+        print(f"| {row} | " + " | ".join(cells) + " |")
+    print("| **wall** | " + " | ".join(f"**{cell([x['wall'] for x in s], '{:.1f}')}**" for s in sides.values()) + " |")
+    print("| CPU (user + sys) | " + " | ".join(cell([x["cpu"] for x in s], "{:.1f}") for s in sides.values()) + " |")
+    print(
+        "| **peak RSS (MB, process tree)** | "
+        + " | ".join(f"**{cell([x['peak_mb'] for x in s], '{:.0f}')}**" for s in sides.values())
+        + " |"
+    )
+    print(
+        "| Qlib's wall / this wall | 1 | "
+        + " | ".join(cell([qlib_wall / x["wall"] for x in runs[k]], "{:.1f}x") for k in ("cold", "warm"))
+        + " |"
+    )
+    qlib_cpu = statistics.median(x["cpu"] for x in runs["qlib"])
+    print(
+        "| Qlib's CPU / this CPU | 1 | "
+        + " | ".join(cell([qlib_cpu / x["cpu"] for x in runs[k]], "{:.1f}x") for k in ("cold", "warm"))
+        + " |"
+    )
+    print(
+        "| peak RSS / Qlib's | 1 | "
+        + " | ".join(cell([x["peak_mb"] / qlib_peak for x in runs[k]]) for k in ("cold", "warm"))
+        + " |"
+    )
+    for metric in ("IC", "Rank IC", "excess IR (cost)"):
+        print(
+            f"| {metric} | "
+            + " | ".join(cell([x["metrics"][metric] for x in s], "{:.4f}") for s in sides.values())
+            + " |"
+        )
+    print(
+        "| load average at the end | "
+        + " | ".join(cell([x.get("load", float("nan")) for x in s], "{:.1f}") for s in sides.values())
+        + " |"
+    )
+    cold = statistics.median(qlib_wall / x["wall"] for x in runs["cold"])
+    warm = statistics.median(qlib_wall / x["wall"] for x in runs["warm"])
+    memory = statistics.median(x["peak_mb"] for x in runs["cold"] + runs["warm"]) / qlib_peak
+    verdict = {True: "met", False: "not met"}
+    print(
+        f"\ntargets: cold >= 4x Qlib's wall: {cold:.1f}x ({verdict[cold >= 4]}); warm >= 5x: {warm:.1f}x "
+        f"({verdict[warm >= 5]}); peak RSS <= 1/2 Qlib's: {memory:.2f} ({verdict[memory <= 0.5]})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=1, help="Qlib, qframe cold, qframe warm: this many times")
@@ -248,7 +313,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800, help="seconds one run may take")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, stores, configs)")
     parser.add_argument("overrides", nargs="*", help="extra qframe overrides (after --)")
+    parser.add_argument("--from", dest="source", type=Path, help="print the table of a kept run's results.json")
     opts = parser.parse_args()
+    if opts.source:
+        report(json.loads(opts.source.read_text()))
+        return
     peer = opts.peer.expanduser().resolve()
     python = find_peer(peer)
     data = (opts.data or peer / "qlib_data" / "synth_cn").expanduser().resolve()
@@ -290,49 +359,7 @@ def main() -> None:
 
     results = {side: [{k: v for k, v in x.items() if k != "stdout"} for x in xs] for side, xs in runs.items()}
     (work / "results.json").write_text(json.dumps(results, indent=1))
-    for res in (x for side in runs.values() for x in side):
-        res["stages"]["rest"] = res["wall"] - sum(res["stages"].values())
-    qlib_wall = statistics.median(x["wall"] for x in runs["qlib"])
-    qlib_peak = statistics.median(x["peak_mb"] for x in runs["qlib"])
-    sides = {"Qlib 0.9.7": runs["qlib"], "qframe cold": runs["cold"], "qframe warm": runs["warm"]}
-    print(f"\n{opts.rounds} round(s), values per round (r1 / r2 ...); load average now {os.getloadavg()[0]:.1f}\n")
-    print("| stage (s) | " + " | ".join(sides) + " |")
-    print("|---|" + "---:|" * len(sides))
-    for row in ROWS:
-        cells = []
-        for name, side in sides.items():
-            text = cell([x["stages"][row] for x in side])
-            if row == ROWS[0] and name != "Qlib 0.9.7":
-                text = " / ".join(x["split"] for x in side) + " (data + features)"
-            cells.append(text)
-        print(f"| {row} | " + " | ".join(cells) + " |")
-    print("| **wall** | " + " | ".join(f"**{cell([x['wall'] for x in s], '{:.1f}')}**" for s in sides.values()) + " |")
-    print("| CPU (user + sys) | " + " | ".join(cell([x["cpu"] for x in s], "{:.1f}") for s in sides.values()) + " |")
-    print(
-        "| **peak RSS (MB, process tree)** | "
-        + " | ".join(f"**{cell([x['peak_mb'] for x in s], '{:.0f}')}**" for s in sides.values())
-        + " |"
-    )
-    print(
-        "| Qlib's wall / this wall | 1 | "
-        + " | ".join(cell([qlib_wall / x["wall"] for x in runs[k]], "{:.1f}x") for k in ("cold", "warm"))
-        + " |"
-    )
-    print(
-        "| peak RSS / Qlib's | 1 | "
-        + " | ".join(cell([x["peak_mb"] / qlib_peak for x in runs[k]]) for k in ("cold", "warm"))
-        + " |"
-    )
-    for metric in ("IC", "Rank IC", "excess IR (cost)"):
-        print(f"| {metric} | " + " | ".join(cell([x["metrics"][metric] for x in s], "{:.4f}") for s in sides.values()))
-    cold = statistics.median(qlib_wall / x["wall"] for x in runs["cold"])
-    warm = statistics.median(qlib_wall / x["wall"] for x in runs["warm"])
-    memory = statistics.median(x["peak_mb"] for x in runs["cold"] + runs["warm"]) / qlib_peak
-    verdict = {True: "met", False: "not met"}
-    print(
-        f"\ntargets: cold >= 4x Qlib's wall: {cold:.1f}x ({verdict[cold >= 4]}); warm >= 5x: {warm:.1f}x "
-        f"({verdict[warm >= 5]}); peak RSS <= 1/2 Qlib's: {memory:.2f} ({verdict[memory <= 0.5]})"
-    )
+    report(runs)
     if opts.keep:
         print(f"kept: {work}")
     else:

@@ -182,3 +182,20 @@ def test_help_lists_the_config_groups_from_one_repository(tmp_path):
         texts[mode], built[mode] = text, int(count)
     assert "model: " in texts["qframe"] and texts["qframe"] == texts["hydra"]
     assert built["qframe"] <= 3 < 20 <= built["hydra"], built
+
+
+def test_lazy_factory_calls_and_describes_its_target():
+    import inspect
+
+    import pytest
+
+    from qframe.core.errors import reject_unknown_params
+    from qframe.core.lazy import lazy
+
+    factory = lazy("qframe.core.errors:reject_unknown_params")
+    assert inspect.signature(factory) == inspect.signature(reject_unknown_params)
+    assert factory.resolve() is reject_unknown_params and repr(factory).startswith("lazy(")
+    with pytest.raises(ValueError, match="package.module:attribute"):
+        lazy("qframe.core.errors.reject_unknown_params")
+    with pytest.raises(AttributeError):
+        lazy("qframe.core.errors:no_such_thing")()
