@@ -212,6 +212,22 @@ def _sampled_dataset_class() -> Any:
     return SampledDataset
 
 
+def _trim_heap() -> None:
+    """Hand the heap's free pages back to the OS (glibc's ``malloc_trim``; nothing elsewhere).
+
+    The sampling buffers are freed once the bins are placed, but glibc keeps the freed heap pages of that many
+    same-size blocks resident: without this, the boosting starts ~300 MB above what it holds.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _train_dataset(X: np.ndarray, y: np.ndarray, weight: np.ndarray | None, params: dict[str, Any]) -> Any:
     import lightgbm as lgb
 
@@ -236,6 +252,7 @@ def build(
     train = _train_dataset(X, y, weight, params)
     valid = lgb.Dataset(X_valid, label=y_valid, reference=train, params=params) if len(y_valid) else None
     train.construct()
+    _trim_heap()
     if valid is not None:
         valid.construct()
     return Binned(train, valid, time.perf_counter() - t0, "built")
