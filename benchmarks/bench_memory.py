@@ -3,8 +3,8 @@
 Each stage's peak is the process's largest resident set while the stage ran (``VmHWM`` after writing ``5`` to
 ``/proc/self/clear_refs`` at its start); the fit is split into LightGBM's binning (building the train and valid
 Datasets) and its boosting. Runs cold then warm, each in its own process, in one fresh work directory; with
-``--compare``, then warm again with LightGBM's plain binning from the matrix (``lgb.Dataset(X)``) and with qframe's
-lean sample (the default), alternating, for the same run's before/after.
+``--compare`` (in a work directory whose caches a first run filled: ``--workdir``), warm runs alternating without
+(before) and with (after, the default) the heap trim once LightGBM has placed its bins.
 
     .venv/bin/python benchmarks/bench_memory.py model.bin_construct_sample_cnt=200000 model.num_threads=2
     .venv/bin/python benchmarks/bench_memory.py dataset=qlib dataset.provider_uri=DIR dataset.market=csi300 ...
@@ -67,8 +67,8 @@ def child(overrides: list[str], workdir: str, plain: bool = False) -> None:
         return out
 
     lightgbm_bins.build = timed_build
-    if plain:  # LightGBM's own sampling from the matrix, as before the lean sample
-        lightgbm_bins._sampled_dataset_class = lambda: None
+    if plain:  # as before: glibc keeps the freed sampling buffers resident
+        lightgbm_bins._trim_heap = lambda: None
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
         cfg = compose("config", overrides=[f"workdir={workdir}", *overrides], return_hydra_config=False)
     container = OmegaConf.to_container(cfg, resolve=True)
@@ -85,7 +85,7 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*", help="Hydra overrides")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--plain", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--compare", action="store_true", help="also warm runs: plain vs lean binning, alternating")
+    ap.add_argument("--compare", action="store_true", help="warm runs without and with the heap trim, alternating")
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
     if args.child:
@@ -93,9 +93,9 @@ def main() -> None:
         return
     workdir = args.workdir or tempfile.mkdtemp(prefix="qframe-bench-memory-")
     results = {}
-    labels = ["cold", "warm"] + (["warm plain", "warm lean", "warm plain 2", "warm lean 2"] if args.compare else [])
+    labels = ["warm untrimmed", "warm", "warm untrimmed 2", "warm 2"] if args.compare else ["cold", "warm"]
     for label in labels:
-        plain = ["--plain"] if "plain" in label else []
+        plain = ["--plain"] if "untrimmed" in label else []
         proc = subprocess.run(
             [sys.executable, __file__, "--child", workdir, *plain, *args.overrides],
             capture_output=True,
@@ -105,6 +105,7 @@ def main() -> None:
         if proc.returncode != 0:
             sys.exit(f"{label} run failed:\n{proc.stderr[-4000:]}")
         results[label] = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(label, json.dumps(results[label]), flush=True)  # kept if a later run is cut short
     stages = list(dict.fromkeys(k for r in results.values() for k in r["peaks"]))
     print(f"{'stage (peak MB)':<32} " + " ".join(f"{label:>12}" for label in results))
     for stage in stages:

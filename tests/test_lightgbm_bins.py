@@ -111,27 +111,3 @@ def test_the_trials_of_a_sweep_reuse_the_bins_and_say_how_long_binning_took(tmp_
     assert [e.kind for e in cache_cli.entries(location.workdir)].count("lightgbm-bins") == 1
     assert cache_cli.main(["clear", "--kind", "lightgbm-bins", "--workdir", str(location.workdir)]) == 0
     assert not list((location.cache_dir / BINS_DIR).glob("*/meta.json"))
-
-
-@pytest.mark.parametrize("sample", [1000, 200000])
-def test_the_lean_sample_bins_exactly_as_lightgbm_does_from_a_matrix(tmp_path, sample):
-    """The train Dataset built from exact-size sampled columns (less memory) is byte for byte the one LightGBM
-    builds from the matrix itself, sampled (1000 of 3000 rows) or not, with NaNs and a mostly-zero feature."""
-    import filecmp
-
-    import lightgbm as lgb
-
-    from qframe.plugins.models.lightgbm_bins import _sampled_dataset_class, build
-
-    assert _sampled_dataset_class() is not None  # this LightGBM has the hooks: the lean path is the one tested
-    X, y, Xv, yv = data(seed=2)
-    X[::7, 4] = 0.0
-    params = {"objective": "regression", "verbosity": -1, "num_threads": 2, "bin_construct_sample_cnt": sample}
-    lean = build(params, X, y, Xv, yv)
-    plain = lgb.Dataset(X, label=y, params=params)
-    plain_valid = lgb.Dataset(Xv, label=yv, reference=plain, params=params)
-    plain.construct(), plain_valid.construct()
-    for name, a, b in (("train", lean.train, plain), ("valid", lean.valid, plain_valid)):
-        a.save_binary(str(tmp_path / f"lean-{name}.bin"))
-        b.save_binary(str(tmp_path / f"plain-{name}.bin"))
-        assert filecmp.cmp(tmp_path / f"lean-{name}.bin", tmp_path / f"plain-{name}.bin", shallow=False), name

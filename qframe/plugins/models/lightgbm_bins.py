@@ -145,80 +145,20 @@ class Binned:
     how: str
 
 
-#: rows of the feature matrix handed to LightGBM at a time after its bins are placed, and columns sampled at a time
-PUSH_ROWS = 1 << 16
-SAMPLE_COLUMNS = 16
+def _trim_heap() -> None:
+    """Hand the heap's free pages back to the OS (glibc's ``malloc_trim``; nothing elsewhere).
 
-
-def _sampled_dataset_class() -> Any:
-    """A ``lightgbm.Dataset`` that bins a float32 matrix as LightGBM's own ``Dataset(X)`` does, with a smaller sample.
-
-    From a matrix, LightGBM copies its ``bin_construct_sample_cnt`` sampled rows into per-feature vectors of doubles
-    and row numbers that grow by doubling (~500 MB for 200 000 rows x 158 features), the largest transient of a run.
-    This class goes through LightGBM's Sequence path instead (``LGBM_DatasetCreateFromSampledColumn``, then the rows
-    pushed in blocks): the same sampled rows (``LGBM_SampleIndices``), the same zero filter, so the same bins
-    (tests/test_lightgbm_bins.py compares the binary files), from exact-size float64 columns that share one row
-    number array where no value is filtered out, and freed before the rows are pushed (~250 MB). None when this
-    LightGBM lacks the private hooks it uses (the plain path then bins, with more memory).
+    LightGBM frees its sampling buffers once the bins are placed, but glibc keeps the freed heap pages of that many
+    same-size blocks resident: without this, the boosting and the rest of the run stay ~400 MB above what they hold.
     """
-    import lightgbm as lgb
+    import ctypes
+    import ctypes.util
 
-    if not all(hasattr(lgb.Dataset, name) for name in ("_Dataset__sample", "_init_from_sample", "_push_rows")):
-        return None
-    zero = getattr(lgb.basic, "ZERO_THRESHOLD", None)
-    if zero is None:
-        return None
-
-    class Rows(lgb.Sequence):
-        batch_size = PUSH_ROWS
-
-        def __init__(self, X: np.ndarray) -> None:
-            self.X = X
-
-        def __getitem__(self, idx: Any) -> np.ndarray:
-            return self.X[idx]
-
-        def __len__(self) -> int:
-            return len(self.X)
-
-    class SampledDataset(lgb.Dataset):
-        rows = Rows
-
-        def _Dataset__sample(self, *, seqs: list[Any], total_nrow: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-            (seq,) = seqs
-            X = seq.X
-            indices = self._create_sample_indices(total_nrow=total_nrow)
-            every = np.arange(len(indices), dtype=np.int32)
-            values: list[np.ndarray] = []
-            rows: list[np.ndarray] = []
-            for lo in range(0, X.shape[1], SAMPLE_COLUMNS):
-                block = X[indices, lo : lo + SAMPLE_COLUMNS]
-                for j in range(block.shape[1]):
-                    col = block[:, j].astype(np.float64)
-                    keep = (np.abs(col) > zero) | np.isnan(col)  # LightGBM's own filter of a sampled value
-                    whole = bool(keep.all())
-                    values.append(col if whole else col[keep])
-                    rows.append(every if whole else every[keep])
-                del block
-            return values, rows
-
-        def _init_from_sample(self, sample_data: list, sample_indices: list, *args: Any) -> Any:
-            out = super()._init_from_sample(sample_data, sample_indices, *args)
-            # the bins are placed: free the sample before the rows are pushed (the caller still holds the lists)
-            sample_data.clear()
-            sample_indices.clear()
-            return out
-
-    return SampledDataset
-
-
-def _train_dataset(X: np.ndarray, y: np.ndarray, weight: np.ndarray | None, params: dict[str, Any]) -> Any:
-    import lightgbm as lgb
-
-    sampled = _sampled_dataset_class()
-    if sampled is None or X.dtype != np.float32 or not X.flags["C_CONTIGUOUS"] or len(X) == 0:
-        return lgb.Dataset(X, label=y, weight=weight, params=params, free_raw_data=True)
-    return sampled(sampled.rows(X), label=y, weight=weight, params=params, free_raw_data=True)
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def build(
@@ -233,9 +173,10 @@ def build(
     import lightgbm as lgb
 
     t0 = time.perf_counter()
-    train = _train_dataset(X, y, weight, params)
+    train = lgb.Dataset(X, label=y, weight=weight, params=params, free_raw_data=True)
     valid = lgb.Dataset(X_valid, label=y_valid, reference=train, params=params) if len(y_valid) else None
     train.construct()
+    _trim_heap()
     if valid is not None:
         valid.construct()
     return Binned(train, valid, time.perf_counter() - t0, "built")
