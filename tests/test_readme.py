@@ -70,7 +70,8 @@ INSTRUMENTS_PER_TOPK = 3
 SMALL_STRATEGY = {"strategy.topk": "5", "strategy.n_drop": "1"}
 #: per model: fewer boosting rounds / epochs (the torch models train up to 100-200 epochs; one epoch already
 #: writes a checkpoint, evaluates the valid set and restores the best weights), and the sequence nets 16 units wide
-#: (the same layers and code; an ALSTM run at test size takes 39 CPU s at their 64 units, 19 s at 16)
+#: (the same layers and code; a case at test size takes 39-42 CPU s at their 64 units, 19-20 at 16 for ALSTM,
+#: 28-32 and 17-21 for GRU)
 SMALL_MODEL = {
     "lightgbm": {"model.num_boost_round": "20"},
     "mlp": {"model.max_epochs": "1"},
