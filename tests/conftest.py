@@ -58,6 +58,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     tears a module fixture down and rebuilds it whenever tests of other modules run in between. A test with its
     own ``@pytest.mark.xdist_group(...)`` keeps it: mark a test that reaches a shared fixture only through
     ``request.getfixturevalue`` (as tests/test_readme.py does) by hand. Tests in no group are dealt out as before.
+    Under xdist the units holding a ``@pytest.mark.long`` test are dealt out first (:func:`_long_units_first`).
     """
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
@@ -65,8 +66,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if group is not None:
                 item.add_marker(pytest.mark.xdist_group(group))
     if config.getoption("loadgroup", False):  # set on an xdist worker under --dist loadgroup
+        items[:] = _long_units_first(items)
         for item in items:
             _group_suffix(item)
+
+
+def _group_name(item: pytest.Item) -> str | None:
+    """The test's xdist group (its groups' names joined, as xdist does), None when it has none."""
+    names = sorted(
+        {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")}
+    )
+    return "_".join(names) if names else None
+
+
+def _long_units_first(items: list[pytest.Item]) -> list[pytest.Item]:
+    """The order xdist deals the work out in (pyproject sets ``--no-loadscope-reorder``, so it is this one): the
+    units holding a ``@pytest.mark.long`` test first, then the rest, each part larger units (more tests) first,
+    else in collection order.
+
+    Why: each worker takes the next unit when it is almost idle, so the workers end together unless a long test
+    starts near the end (then the suite waits minutes on one worker). Starting the long ones first leaves the
+    short ones to even the workers out. xdist's own reorder (units by size) put a long single test after every
+    group, wherever its file sorts; this keeps that rule for the rest."""
+    units: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        group = _group_name(item)
+        units.setdefault(item.nodeid if group is None else f"@{group}", []).append(item)
+    order = sorted(
+        units.values(),
+        key=lambda unit: (not any(i.get_closest_marker("long") for i in unit), -len(unit)),
+    )
+    return [item for unit in order for item in unit]
 
 
 def _shared_fixture_group(item: pytest.Item) -> str | None:
@@ -89,11 +119,9 @@ def _group_suffix(item: pytest.Item) -> None:
     """What xdist's loadgroup does (``<nodeid>@<group>``: the scheduler keeps one group on one worker), done here:
     xdist 3.8 sets ``item._nodeid``, which pytest 9 no longer reads (its id is ``item._id``), so without this every
     group would be dealt out test by test. A nodeid that already has the suffix (a fixed xdist) is left alone."""
-    names = sorted(
-        {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")}
-    )
-    if not names or "@" in item.nodeid:
+    group = _group_name(item)
+    if group is None or "@" in item.nodeid:
         return
     from _pytest.nodeid import NodeId
 
-    item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(names)}")
+    item._id = NodeId.parse(f"{item.nodeid}@{group}")

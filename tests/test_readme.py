@@ -69,13 +69,14 @@ INSTRUMENTS_PER_TOPK = 3
 #: 40 instruments give a ~20-name universe, and the fixture's csi300 has 25 names: hold 5, swap 1 a day
 SMALL_STRATEGY = {"strategy.topk": "5", "strategy.n_drop": "1"}
 #: per model: fewer boosting rounds / epochs (the torch models train up to 100-200 epochs; one epoch already
-#: writes a checkpoint, evaluates the valid set and restores the best weights, and an ALSTM epoch on Alpha360 takes
-#: 10-25 s on a 2-core machine)
+#: writes a checkpoint, evaluates the valid set and restores the best weights), and the sequence nets 16 units wide
+#: (the same layers and code; a case at test size takes 39-42 CPU s at their 64 units, 19-20 at 16 for ALSTM,
+#: 28-32 and 17-21 for GRU)
 SMALL_MODEL = {
     "lightgbm": {"model.num_boost_round": "20"},
     "mlp": {"model.max_epochs": "1"},
-    "gru": {"model.max_epochs": "1"},
-    "alstm": {"model.max_epochs": "1"},
+    "gru": {"model.max_epochs": "1", "model.hidden_size": "16"},
+    "alstm": {"model.max_epochs": "1", "model.hidden_size": "16"},
 }
 #: the dataset files (csv, qlib) are the 40 x 320 fixture: Qlib's LightGBM penalties leave trees without a split
 SMALL_DATA_MODEL = "lightgbm_small"
@@ -425,10 +426,21 @@ def install_example_plugin(case: Case, text: str, command: docs.Command) -> None
     """The example plugin goes into a throwaway ``pip install --no-deps --target`` directory (installing into
     the shared venv would change it for the other tests); the line's qframe part runs with it on PYTHONPATH.
     By name (``pip install qframe-example-plugin``) the package index cannot be reached from a test: the name
-    must be the example's own, and the example is installed from its path."""
+    must be the example's own, and the example is installed from its path. The install is the same for every
+    case, so it runs once per worker (:func:`example_plugin_site`) and each case gets a copy."""
     target = shlex.split(text)[-1]
     if "/" not in target:
         assert target == EXAMPLE_NAME, f"{text}: the example plugin is {EXAMPLE_NAME!r}"
+    site = case.tmp / "site"
+    shutil.copytree(case.request.getfixturevalue("example_plugin_site"), site)
+    case.use_site(site)
+
+
+@pytest.fixture(scope="session")
+def example_plugin_site(tmp_path_factory) -> Path:
+    """The example plugin ``pip install --no-deps --target``-ed into a directory, once per worker (a pip run
+    costs seconds; the cases reach this through ``getfixturevalue``, so conftest's rule puts them in no group)."""
+    case = Case(tmp_path_factory.mktemp("readme-example-plugin"))
     site = case.tmp / "site"
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(site)]
@@ -439,7 +451,7 @@ def install_example_plugin(case: Case, text: str, command: docs.Command) -> None
         env={**case.env, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
     )
     expect_ok(proc)
-    case.use_site(site)
+    return site
 
 
 def run_default(case: Case, text: str, command: docs.Command) -> None:
@@ -981,6 +993,11 @@ SHARED_RUN_GROUPS = {run_default: "session:default_run"} | dict.fromkeys(
 )
 
 
+#: the cases of a minute or so on 2 cores, which start before the others (``pytest.mark.long``, tests/conftest.py):
+#: the full-size default run, and a rolling study (a fit per window, on the larger market LightGBM needs)
+LONG_CASE = re.compile(r"^qframe$|\btrainer=rolling\b")
+
+
 def _param(item: tuple[docs.Command, bool]):
     command, plugged = item
     actions = [rule.action for rule, _ in steps_for(command) or []]
@@ -988,6 +1005,8 @@ def _param(item: tuple[docs.Command, bool]):
         actions.remove(run_default)  # with the plugin on PYTHONPATH, run_default runs qframe itself
     groups = {SHARED_RUN_GROUPS[a] for a in actions if a in SHARED_RUN_GROUPS}
     marks = [pytest.mark.xdist_group(g) for g in sorted(groups)[:1]]
+    if any(LONG_CASE.search(part) for part in docs.split_and(command.text)):
+        marks.append(pytest.mark.long)
     return pytest.param(item, marks=marks, id=_id(item))
 
 

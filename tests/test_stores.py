@@ -1,8 +1,9 @@
 """Tracking stores beyond sqlite, for real: a PostgreSQL store, and an ``mlflow server`` on PostgreSQL with served
 artifacts written by several qframe processes at once (docs/tracking.md).
 
-Each test creates its own database and drops it. PostgreSQL must answer where it is installed (CI has it): the
-tests fail then, loudly; they skip only on a machine without PostgreSQL (tests/tracking_services.py).
+Each test creates its own database and drops it (the server tests a copy of one that MLflow migrated once per
+worker). PostgreSQL must answer where it is installed (CI has it): the tests fail then, loudly; they skip only on a
+machine without PostgreSQL (tests/tracking_services.py).
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ SWEEP = ["-m", "hydra/sweeper=hyperopt", "hydra.sweeper.n_trials=2", "model.alph
 TIMEOUT = 300
 
 
-@pytest.fixture(scope="module")
-def postgres() -> None:
+@pytest.fixture  # not module-scoped: a connection check costs milliseconds, and a module fixture would keep this
+def postgres() -> None:  # file's tests (servers and sweeps, the suite's longest) on one xdist worker, one by one
     missing = services.postgres_missing()
     if missing and missing.startswith("not installed"):
         pytest.skip(missing)
@@ -49,6 +50,14 @@ def postgres() -> None:
 @pytest.fixture
 def database(postgres) -> str:
     with services.fresh_database() as uri:
+        yield uri
+
+
+@pytest.fixture
+def migrated(postgres) -> str:
+    """A new database already holding MLflow's schema (copied: the migrations run once per worker); for the
+    server tests, whose subject is where runs and artifacts land (a store's creation: the test above)."""
+    with services.migrated_database() as uri:
         yield uri
 
 
@@ -153,7 +162,8 @@ def test_postgres_store_single_run_and_sweep_keep_artifacts_in_the_workdir(tmp_p
     assert not list(tmp_path.rglob("mlruns")), list(tmp_path.rglob("mlruns"))
 
 
-def test_tracking_server_with_served_artifacts_and_concurrent_writers(tmp_path, database):
+@pytest.mark.long  # six qframe processes (two sweeps of two trials, two runs) through one server
+def test_tracking_server_with_served_artifacts_and_concurrent_writers(tmp_path, migrated):
     """``mlflow server`` on PostgreSQL serving artifacts; two sweeps of two trials and two single runs write
     through it at once, each from its own directory (as from other machines): every run is recorded once, and
     its artifacts are the server's (``mlflow-artifacts:``), downloadable, none written in a workdir; the server
@@ -161,7 +171,7 @@ def test_tracking_server_with_served_artifacts_and_concurrent_writers(tmp_path, 
     from mlflow.artifacts import download_artifacts
 
     served = tmp_path / "served"
-    with services.mlflow_server(database, tmp_path / "server.log", served) as server:
+    with services.mlflow_server(migrated, tmp_path / "server.log", served) as server:
         url = server.url
         procs = [qframe([*SMALL, f"tracking_uri={url}"], tmp_path / f"single{i}") for i in range(2)]
         procs += [qframe([*SWEEP, *SMALL, f"tracking_uri={url}"], tmp_path / f"sweep{i}") for i in range(2)]
@@ -184,10 +194,10 @@ def test_tracking_server_with_served_artifacts_and_concurrent_writers(tmp_path, 
     assert not list(tmp_path.rglob("mlruns"))
 
 
-def test_tracking_server_without_served_artifacts_uses_the_workdir(tmp_path, database):
+def test_tracking_server_without_served_artifacts_uses_the_workdir(tmp_path, migrated):
     """A server started with ``--no-serve-artifacts``: a new experiment's artifacts go to the workdir, not to the
     server's ``./mlruns``."""
-    with services.mlflow_server(database, tmp_path / "server.log", None) as server:
+    with services.mlflow_server(migrated, tmp_path / "server.log", None) as server:
         finish([qframe([*SMALL, f"tracking_uri={server.url}"], tmp_path / "run")])
         (run,) = recorded_runs(server.url)
     root = (tmp_path / "run" / ".qframe" / "artifacts" / "qframe").as_uri()

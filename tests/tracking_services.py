@@ -89,6 +89,42 @@ def fresh_database(prefix: str = "qframe_test") -> Iterator[str]:
         _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+#: per process (an xdist worker): ADMIN_URI -> the name of the database MLflow migrated once, which
+#: :func:`migrated_database` copies (dropped when the process exits)
+_TEMPLATES: dict[str, str] = {}
+
+
+def _template() -> str:
+    """The name of a database holding MLflow's schema (its migrations run once per process: on PostgreSQL they
+    are ~40 committed DDL steps, seconds of disk syncs that a server's start or a first client pays each time)."""
+    if ADMIN_URI not in _TEMPLATES:
+        import atexit
+        import tempfile
+
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        name = f"qframe_tpl_{uuid.uuid4().hex[:10]}"
+        _admin(f'CREATE DATABASE "{name}"')
+        atexit.register(_admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        with tempfile.TemporaryDirectory() as artifacts:
+            store = SqlAlchemyStore(database_uri(name).replace("postgresql://", "postgresql+psycopg://"), artifacts)
+            store.engine.dispose()  # a template database must have no connection when it is copied
+        _TEMPLATES[ADMIN_URI] = name
+    return _TEMPLATES[ADMIN_URI]
+
+
+@contextlib.contextmanager
+def migrated_database(prefix: str = "qframe_test") -> Iterator[str]:
+    """Like :func:`fresh_database`, but already holding MLflow's schema (and its Default experiment), copied from
+    a database migrated once per process: for tests of what runs do with a store, not of how a store is created."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    _admin(f'CREATE DATABASE "{name}" TEMPLATE "{_template()}"')
+    try:
+        yield database_uri(name)
+    finally:
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
