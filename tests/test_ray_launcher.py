@@ -71,6 +71,29 @@ def alive_node_ids(cluster) -> set[str]:
     return set(out.stdout.strip().splitlines()[-1].split())
 
 
+def test_the_launcher_is_registered_and_an_address_nobody_answers_is_one_error_line(tmp_path):
+    """``hydra/launcher=qframe_ray`` composes, is read as a cluster launcher by its address, and an address where no
+    Ray cluster listens is refused in one line, exit 2, before any trial (no Ray is started)."""
+    from hydra import compose, initialize_config_dir
+
+    from qframe.app import conf_dir
+    from qframe.launch.placement import launcher_of
+
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        cfg = compose("config", ["hydra/launcher=qframe_ray", "hydra.launcher.address=127.0.0.1:1"], True)
+    assert cfg.hydra.launcher.num_cpus == 1 and cfg.hydra.launcher.temp_dir is None
+    assert launcher_of(cfg, {}).kind == "qframe_ray" and launcher_of(cfg, {}).address == "127.0.0.1:1"
+    port = services.free_port()  # nothing listens there
+    args = ["-m", "tuner=lightgbm", "hydra/launcher=qframe_ray", f"hydra.launcher.address=127.0.0.1:{port}"]
+    args += ["tracking_uri=http://127.0.0.1:1", f"workdir={tmp_path / '.qframe'}"]
+    proc = services.run_qframe(args, tmp_path, timeout=180)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"qframe: error: hydra.launcher.address=127.0.0.1:{port}: no Ray cluster"), lines
+    assert not list((tmp_path / ".qframe").rglob("sweep_state.json"))
+
+
 def test_a_hanging_trial_on_a_local_ray_is_killed_at_its_timeout(tmp_path):
     """No address: the launcher starts a Ray instance of its own (in its own temp dir) and it ends with the sweep."""
     log, sweep, temp = tmp_path / "jobs.log", tmp_path / "sweep", Path(f"/tmp/qfrl{os.getpid()}")
@@ -167,18 +190,18 @@ def test_a_sweep_on_two_nodes_refills_its_slots_and_records_where_each_trial_ran
     assert nodes == alive and len(nodes) == 2, (nodes, alive)
     # one long-lived worker per slot ran job after job (none died here)
     assert len({(r.data.tags["qframe.node"], r.data.tags["qframe.pid"]) for r in runs}) == 2
-    # asynchronous slots: never more than 2 at once, and each trial after the first two started as soon as a
-    # slot was free, not when a batch of two had finished
+    # asynchronous slots: never more than 2 at once; each trial after the first two started once a slot was free
+    # (within seconds: the sweeper records the result first), and refills began while the other slot's trial still
+    # ran, which a batch launcher (start two, wait for both) never does
     spans = sorted((t["started"], t["ended"]) for t in trials(sweep))
     ends = sorted(end for _, end in spans)
+    refills_beside_a_running_trial = 0
     for k, (start, _) in enumerate(spans[2:], start=2):
-        running = sum(1 for s, e in spans if s <= start < e)
-        assert running <= 2, spans
-        freed = ends[k - 2]  # the (k-1)-th end: the moment the k-th trial's slot was free
-        assert freed - 0.05 <= start <= freed + 2.0, (k, spans)
-    overlaps = [(a, b) for a in spans for b in spans if a < b and b[0] < a[1]]
-    assert len(overlaps) >= 3, spans  # trials ran side by side
-    assert any(a[0] != b[0] and b[0] < a[1] for a, b in overlaps), spans  # ...and not in lockstep pairs
+        assert sum(1 for s, e in spans if s <= start < e) <= 2, spans
+        freed = ends[k - 2]  # the moment the k-th trial's slot was free
+        assert freed - 0.05 <= start <= freed + 5.0, (k, spans)
+        refills_beside_a_running_trial += any(s < start < e for s, e in spans)
+    assert refills_beside_a_running_trial >= 2, spans
 
 
 def test_killing_a_node_mid_sweep_costs_only_its_trial_which_is_retried(cluster, tmp_path):

@@ -286,7 +286,21 @@ def connect(settings: RaySettings, environ: Mapping[str, str], workers: int) -> 
     if ray.is_initialized():
         return "the Ray instance this process is connected to"
     if address and address != "local":
-        ray.init(address=address, logging_level=logging.WARNING)
+        key = "hydra.launcher.address" if settings.address else "RAY_ADDRESS"
+        # ray.init retries an address nobody listens on for minutes, logging as it goes: ask once first
+        why = _unreachable(address)
+        try:
+            if why is None:
+                ray.init(address=address, logging_level=logging.WARNING)
+        except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
+            why = _first_line(exc)
+        if why is not None:
+            from qframe.core.errors import ConfigError
+
+            raise ConfigError(
+                f"{key}={address}: no Ray cluster could be joined there ({why}); start one (`ray start --head`) or "
+                "give no address for a local Ray instance"
+            )
         return address
     cpus = max(os.cpu_count() or 1, int(workers * settings.num_cpus + 0.999))
     kwargs: dict[str, Any] = {"num_cpus": cpus, "include_dashboard": False}
@@ -294,6 +308,21 @@ def connect(settings: RaySettings, environ: Mapping[str, str], workers: int) -> 
         kwargs["_temp_dir"] = os.path.abspath(settings.temp_dir)
     ray.init(address="local", logging_level=logging.WARNING, **kwargs)
     return "a new local Ray instance"
+
+
+def _unreachable(address: str, timeout: float = 10.0) -> str | None:
+    """Why nothing answers at Ray ``address`` (``HOST:PORT`` or ``ray://HOST:PORT``), None when a TCP connection
+    opens (or the address is not of that form: Ray's to judge)."""
+    import socket
+
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        return None
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        return f"nothing answers at {host}:{port}: {exc.strerror or exc}"
+    return None
 
 
 def _first_line(exc: BaseException) -> str:
