@@ -29,7 +29,7 @@ except ImportError:
     sys.path.insert(0, str(Path(__file__).parent))
     from tracking_services import free_port, group_alive
 
-NODE_START_TIMEOUT = 120
+NODE_START_TIMEOUT = 300  # a cap, not a wait: a loaded 2-core machine has taken over 120 s
 #: tries at starting the worker node, and what `ray start` says when its raylet missed Ray's own start-up deadline
 START_ATTEMPTS = 3
 RAY_START_TIMED_OUT = "timed out during startup"

@@ -219,22 +219,21 @@ def test_killing_a_node_mid_sweep_costs_only_its_trial_which_is_retried(cluster,
         f"log={log}",
         f"hydra.sweep.dir={sweep}",
     ]
-    proc = subprocess.Popen(
-        [sys.executable, str(TOY), *args],
-        cwd=tmp_path,
-        env=driver_env(cluster.env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # files, not pipes: Ray forwards its workers' output to the driver, which must never block on a full pipe
+    stdout, stderr = tmp_path / "sweep.out", tmp_path / "sweep.err"
+    with stdout.open("w") as out, stderr.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, str(TOY), *args], cwd=tmp_path, env=driver_env(cluster.env), stdout=out, stderr=err
+        )
     try:
-        killed_job = _job_on_worker_node(log, cluster, deadline=time.monotonic() + 180)
+        killed_job = _job_on_worker_node(log, cluster, deadline=time.monotonic() + 300, proc=proc, stderr=stderr)
         cluster.kill_worker()
-        out, err = proc.communicate(timeout=300)
+        proc.wait(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+            proc.wait()
+    out, err = stdout.read_text(), stderr.read_text()
     assert proc.returncode == 0, err[-4000:]
     assert "sweep done: 6 complete, 0 failed" in out, out[-2000:]
     state = trials(sweep)
@@ -258,7 +257,7 @@ def _on_node(pid: int, node: subprocess.Popen) -> bool:
     return port in words
 
 
-def _job_on_worker_node(log: Path, cluster, deadline: float) -> int:
+def _job_on_worker_node(log: Path, cluster, deadline: float, proc: subprocess.Popen, stderr: Path) -> int:
     """The number of a job running now in a process of the worker node (its process group), once there is one."""
     while time.monotonic() < deadline:
         started: dict[int, int] = {}
