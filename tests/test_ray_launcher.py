@@ -219,6 +219,7 @@ def test_killing_a_node_mid_sweep_costs_only_its_trial_which_is_retried(cluster,
         f"log={log}",
         f"hydra.sweep.dir={sweep}",
     ]
+    worker = worker_node_id(cluster)
     # files, not pipes: Ray forwards its workers' output to the driver, which must never block on a full pipe
     stdout, stderr = tmp_path / "sweep.out", tmp_path / "sweep.err"
     with stdout.open("w") as out, stderr.open("w") as err:
@@ -226,7 +227,7 @@ def test_killing_a_node_mid_sweep_costs_only_its_trial_which_is_retried(cluster,
             [sys.executable, str(TOY), *args], cwd=tmp_path, env=driver_env(cluster.env), stdout=out, stderr=err
         )
     try:
-        killed_job = _job_on_worker_node(log, cluster, deadline=time.monotonic() + 300, proc=proc, stderr=stderr)
+        killed_job = _job_on_worker_node(log, worker, deadline=time.monotonic() + 300, proc=proc, stderr=stderr)
         cluster.kill_worker()
         proc.wait(timeout=300)
     finally:
@@ -245,30 +246,31 @@ def test_killing_a_node_mid_sweep_costs_only_its_trial_which_is_retried(cluster,
     assert retried[0]["status"] == "complete" and retried[0]["job"] != killed_job
 
 
-def _on_node(pid: int, node: subprocess.Popen) -> bool:
-    """Whether process ``pid`` is a Ray worker of ``node`` (its ``ray start``): a Ray worker's command line names
-    its raylet's port, which tests/ray_cluster.py chose for that node."""
-    (port,) = [a for a in node.args if str(a).startswith("--node-manager-port=")]
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            words = fh.read().decode(errors="replace").split("\0")
-    except OSError:
-        return False
-    return port in words
+def worker_node_id(cluster) -> str:
+    """The Ray node id of the cluster's worker node (the one whose raylet listens on the port chosen for it)."""
+    (port,) = [int(a.split("=", 1)[1]) for a in cluster.worker.args if str(a).startswith("--node-manager-port=")]
+    probe = (
+        f"import ray; ray.init(address={cluster.address!r}, logging_level='ERROR');"
+        f"print([n['NodeID'] for n in ray.nodes() if n['Alive'] and n['NodeManagerPort'] == {port}][0])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=cluster.env, capture_output=True, text=True, timeout=180, check=True
+    )
+    return out.stdout.strip().splitlines()[-1]
 
 
-def _job_on_worker_node(log: Path, cluster, deadline: float, proc: subprocess.Popen, stderr: Path) -> int:
-    """The number of a job running now in a process of the worker node (its process group), once there is one."""
+def _job_on_worker_node(log: Path, worker: str, deadline: float, proc: subprocess.Popen, stderr: Path) -> int:
+    """The number of a job running now on the node ``worker`` (the toy's ``node`` lines), once there is one."""
     while time.monotonic() < deadline:
-        started: dict[int, int] = {}
+        started: dict[int, str] = {}
         done: set[int] = set()
         for words in (line.split() for line in log.read_text().splitlines()):
-            if words and words[0] == "pid":
-                started[int(words[1])] = int(words[2])
+            if words and words[0] == "node":
+                started[int(words[1])] = words[2]
             elif words and words[0] == "done":
                 done.add(int(words[1]))
-        for job, pid in started.items():
-            if job not in done and _on_node(pid, cluster.worker):
+        for job, node in started.items():
+            if job not in done and node == worker:
                 return job
         time.sleep(0.2)
     raise AssertionError(f"no job ran on the worker node:\n{log.read_text()}")
