@@ -136,6 +136,8 @@ class RayRunner:
         self.sweep_dir = os.path.abspath(str(OmegaConf.select(config, "hydra.sweep.dir")))
         self.running: dict[int, _RayRunning] = {}
         self.idle: list[Any] = []  # workers that finished their job, alive as far as this process knows
+        self.node_of: dict[Any, Any] = {}  # worker -> the ref of its location (TrialWorker.where)
+        self.lost_nodes: set[str] = set()  # nodes a worker died on: replacements go elsewhere while others are up
         self.limits: Any = None  # not enforced on Ray (the fork launcher's memory limit needs its own processes)
         self.prefork_pending = prefork and isinstance(task_function, ForkAwareTask)
         environ = os.environ if environ is None else environ
@@ -154,9 +156,40 @@ class RayRunner:
         self.idle = [self._new_worker() for _ in range(max(1, settings.workers))]
 
     def _new_worker(self) -> Any:
-        return self.worker_class.options(
-            num_cpus=self.settings.num_cpus, scheduling_strategy="SPREAD", max_restarts=0, max_task_retries=0
+        """A new worker, spread over the nodes; after a worker was lost, on a node other than the lost one's (the
+        cluster may not know yet that the node is gone, and would place the replacement there)."""
+        strategy: Any = "SPREAD"
+        target = self._node_other_than(self.lost_nodes) if self.lost_nodes else None
+        if target is not None:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            strategy = NodeAffinitySchedulingStrategy(target, soft=True)  # soft: elsewhere if it has no room
+        worker = self.worker_class.options(
+            num_cpus=self.settings.num_cpus, scheduling_strategy=strategy, max_restarts=0, max_task_retries=0
         ).remote(*self.worker_args)
+        self.node_of[worker] = worker.where.remote()  # where it runs, known once it has started
+        return worker
+
+    @staticmethod
+    def _node_other_than(avoid: set[str]) -> str | None:
+        import ray
+
+        alive = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n["NodeID"] not in avoid]
+        return alive[0] if alive else None
+
+    def _lost(self, worker: Any) -> None:
+        """``worker`` died under a job: its node is avoided for the workers that replace it."""
+        import ray
+
+        where = self.node_of.pop(worker, None)
+        if where is not None:
+            ready, _ = ray.wait([where], timeout=0)
+            if ready:
+                try:
+                    self.lost_nodes.add(ray.get(where)["qframe.node"])
+                except Exception:  # noqa: BLE001 - it died before saying where it ran
+                    pass
+        self._discard(worker)
 
     def submit(self, overrides: Sequence[str], idx: int, timeout: float | None = None) -> float:
         """Start job ``idx`` on an idle worker (a new one if none is); return its start time (``time.time()``)."""
@@ -212,7 +245,7 @@ class RayRunner:
         try:
             status, payload, working_dir = ray.get(job.ref)
         except RayActorError as exc:  # the worker process or its node died: this job is lost, nothing else
-            self._discard(job.worker)
+            self._lost(job.worker)
             error = f"RayActorError: the Ray worker running job {job.idx} died ({_first_line(exc)})"
             return Finished(job.idx, job.overrides, False, error=error, started=job.started, ended=ended, kind="lost")
         except Exception as exc:  # noqa: BLE001 - any other failure of Ray's (an object lost...) is this job's
