@@ -121,7 +121,8 @@ def test_a_hanging_trial_on_a_local_ray_is_killed_at_its_timeout(tmp_path):
         assert "sweep done: 3 complete, 1 failed" in proc.stdout, proc.stdout[-2000:]
         (hung,) = [t for t in trials(sweep) if t["status"] == "failed"]
         assert hung["error"] == "timed out after 5 s (killed)" and hung["job"] == 0
-        assert 5 <= hung["ended"] - hung["started"] < 8, hung
+        # counted from when its worker was up (a fresh worker imports the stack first): well before the 60 s hang
+        assert 5 <= hung["ended"] - hung["started"] < 30, hung
         pids = {int(w[1]): int(w[2]) for w in (line.split() for line in log.read_text().splitlines()) if w[0] == "pid"}
         # the hanging job's worker process was killed, not abandoned (it would sleep 60 s)
         assert not _alive(pids[0]), pids

@@ -108,6 +108,7 @@ class _RayRunning:
     ref: Any
     started: float
     timeout: float | None
+    clock: float | None = None  # when its timeout started counting: once its worker had started (None: not yet)
 
 
 class RayRunner:
@@ -209,8 +210,16 @@ class RayRunner:
             config.hydra.sweep.dir = self.sweep_dir
         worker = self.idle.pop() if self.idle else self._new_worker()
         ref = worker.run.remote([self.task_ref], config, idx)
-        self.running[idx] = _RayRunning(idx, list(overrides), worker, ref, started, timeout)
+        clock = started if self._ready(worker) else None
+        self.running[idx] = _RayRunning(idx, list(overrides), worker, ref, started, timeout, clock)
         return started
+
+    def _ready(self, worker: Any) -> bool:
+        """Whether ``worker`` has started (its imports done), as far as this process knows."""
+        import ray
+
+        where = self.node_of.get(worker)
+        return where is None or bool(ray.wait([where], timeout=0)[0])
 
     def wait(self, poll: float = 0.5) -> list[Finished]:
         """Block until at least one running job finishes (or times out); return the finished ones."""
@@ -232,8 +241,8 @@ class RayRunner:
         now = time.time()
         wait = poll
         for job in self.running.values():
-            if job.timeout:
-                wait = min(wait, max(0.0, job.started + job.timeout - now))
+            if job.timeout and job.clock is not None:
+                wait = min(wait, max(0.0, job.clock + job.timeout - now))
         return max(wait, 0.01)
 
     def _finish(self, job: _RayRunning) -> Finished:
@@ -267,10 +276,14 @@ class RayRunner:
         )
 
     def _kill_overdue(self) -> list[Finished]:
+        """Kill the jobs past their timeout, counted from when their worker was up (a new worker's start, its
+        imports, is not the job's: with it a slow machine would time out every job of a fresh worker)."""
         now = time.time()
         done = []
         for job in list(self.running.values()):
-            if job.timeout and now - job.started > job.timeout:
+            if job.timeout and job.clock is None and self._ready(job.worker):
+                job.clock = now
+            if job.timeout and job.clock is not None and now - job.clock > job.timeout:
                 del self.running[job.idx]
                 self._discard(job.worker)  # the worker's process ends: the job is stopped, not abandoned
                 error = f"timed out after {job.timeout:g} s (killed)"
