@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -110,7 +111,10 @@ def launcher_env(label: str, workdir: Path) -> Iterator[tuple[list[str], dict]]:
         yield ["hydra/launcher=qframe"], dict(os.environ)
     elif label == "ray_local":
         temp = Path(tempfile.mkdtemp(prefix="qfbr", dir="/tmp"))  # short: Ray's socket paths
-        yield ["hydra/launcher=qframe_ray", f"hydra.launcher.temp_dir={temp}"], ray_env(temp)
+        try:
+            yield ["hydra/launcher=qframe_ray", f"hydra.launcher.temp_dir={temp}"], ray_env(temp)
+        finally:
+            shutil.rmtree(temp, ignore_errors=True)
     else:
         with ray_cluster(nodes=2, num_cpus=1) as cluster:
             yield ["hydra/launcher=qframe_ray", f"hydra.launcher.address={cluster.address}"], cluster.env

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,7 @@ except ImportError:
     sys.path.insert(0, str(Path(__file__).parent))
     from tracking_services import free_port, group_alive
 
-NODE_START_TIMEOUT = 120
+NODE_START_TIMEOUT = 300  # a cap, not a wait: a loaded 2-core machine has taken over 120 s
 #: tries at starting the worker node, and what `ray start` says when its raylet missed Ray's own start-up deadline
 START_ATTEMPTS = 3
 RAY_START_TIMED_OUT = "timed out during startup"
@@ -49,16 +50,28 @@ def _ray() -> str:
     return str(Path(sys.executable).parent / "ray")
 
 
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports: all held open while chosen (one at a time, the OS may hand one out twice)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+
+
 def _node_ports() -> list[str]:
     """Free ports for one node's services, so two nodes (and other Rays on the machine) never collide."""
-    return [
-        f"--node-manager-port={free_port()}",
-        f"--object-manager-port={free_port()}",
-        f"--metrics-export-port={free_port()}",
-        f"--dashboard-agent-listen-port={free_port()}",
-        f"--dashboard-agent-grpc-port={free_port()}",
-        f"--runtime-env-agent-port={free_port()}",
-        f"--worker-port-list={','.join(str(free_port()) for _ in range(8))}",
+    ports = _free_ports(14)
+    named = [
+        "--node-manager-port",
+        "--object-manager-port",
+        "--metrics-export-port",
+        "--dashboard-agent-listen-port",
+        "--dashboard-agent-grpc-port",
+        "--runtime-env-agent-port",
+    ]
+    return [f"{name}={port}" for name, port in zip(named, ports, strict=False)] + [
+        f"--worker-port-list={','.join(str(p) for p in ports[len(named) :])}"
     ]
 
 

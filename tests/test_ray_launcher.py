@@ -71,6 +71,29 @@ def alive_node_ids(cluster) -> set[str]:
     return set(out.stdout.strip().splitlines()[-1].split())
 
 
+def test_the_launcher_is_registered_and_an_address_nobody_answers_is_one_error_line(tmp_path):
+    """``hydra/launcher=qframe_ray`` composes, is read as a cluster launcher by its address, and an address where no
+    Ray cluster listens is refused in one line, exit 2, before any trial (no Ray is started)."""
+    from hydra import compose, initialize_config_dir
+
+    from qframe.app import conf_dir
+    from qframe.launch.placement import launcher_of
+
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        cfg = compose("config", ["hydra/launcher=qframe_ray", "hydra.launcher.address=127.0.0.1:1"], True)
+    assert cfg.hydra.launcher.num_cpus == 1 and cfg.hydra.launcher.temp_dir is None
+    assert launcher_of(cfg, {}).kind == "qframe_ray" and launcher_of(cfg, {}).address == "127.0.0.1:1"
+    port = services.free_port()  # nothing listens there
+    args = ["-m", "tuner=lightgbm", "hydra/launcher=qframe_ray", f"hydra.launcher.address=127.0.0.1:{port}"]
+    args += ["tracking_uri=http://127.0.0.1:1", f"workdir={tmp_path / '.qframe'}"]
+    proc = services.run_qframe(args, tmp_path, timeout=180)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"qframe: error: hydra.launcher.address=127.0.0.1:{port}: no Ray cluster"), lines
+    assert not list((tmp_path / ".qframe").rglob("sweep_state.json"))
+
+
 def test_a_hanging_trial_on_a_local_ray_is_killed_at_its_timeout(tmp_path):
     """No address: the launcher starts a Ray instance of its own (in its own temp dir) and it ends with the sweep."""
     log, sweep, temp = tmp_path / "jobs.log", tmp_path / "sweep", Path(f"/tmp/qfrl{os.getpid()}")
@@ -98,7 +121,8 @@ def test_a_hanging_trial_on_a_local_ray_is_killed_at_its_timeout(tmp_path):
         assert "sweep done: 3 complete, 1 failed" in proc.stdout, proc.stdout[-2000:]
         (hung,) = [t for t in trials(sweep) if t["status"] == "failed"]
         assert hung["error"] == "timed out after 5 s (killed)" and hung["job"] == 0
-        assert 5 <= hung["ended"] - hung["started"] < 8, hung
+        # counted from when its worker was up (a fresh worker imports the stack first): well before the 60 s hang
+        assert 5 <= hung["ended"] - hung["started"] < 30, hung
         pids = {int(w[1]): int(w[2]) for w in (line.split() for line in log.read_text().splitlines()) if w[0] == "pid"}
         # the hanging job's worker process was killed, not abandoned (it would sleep 60 s)
         assert not _alive(pids[0]), pids
@@ -167,18 +191,18 @@ def test_a_sweep_on_two_nodes_refills_its_slots_and_records_where_each_trial_ran
     assert nodes == alive and len(nodes) == 2, (nodes, alive)
     # one long-lived worker per slot ran job after job (none died here)
     assert len({(r.data.tags["qframe.node"], r.data.tags["qframe.pid"]) for r in runs}) == 2
-    # asynchronous slots: never more than 2 at once, and each trial after the first two started as soon as a
-    # slot was free, not when a batch of two had finished
+    # asynchronous slots: never more than 2 at once; each trial after the first two started once a slot was free
+    # (within seconds: the sweeper records the result first), and refills began while the other slot's trial still
+    # ran, which a batch launcher (start two, wait for both) never does
     spans = sorted((t["started"], t["ended"]) for t in trials(sweep))
     ends = sorted(end for _, end in spans)
+    refills_beside_a_running_trial = 0
     for k, (start, _) in enumerate(spans[2:], start=2):
-        running = sum(1 for s, e in spans if s <= start < e)
-        assert running <= 2, spans
-        freed = ends[k - 2]  # the (k-1)-th end: the moment the k-th trial's slot was free
-        assert freed - 0.05 <= start <= freed + 2.0, (k, spans)
-    overlaps = [(a, b) for a in spans for b in spans if a < b and b[0] < a[1]]
-    assert len(overlaps) >= 3, spans  # trials ran side by side
-    assert any(a[0] != b[0] and b[0] < a[1] for a, b in overlaps), spans  # ...and not in lockstep pairs
+        assert sum(1 for s, e in spans if s <= start < e) <= 2, spans
+        freed = ends[k - 2]  # the moment the k-th trial's slot was free
+        assert freed - 0.05 <= start <= freed + 5.0, (k, spans)
+        refills_beside_a_running_trial += any(s < start < e for s, e in spans)
+    assert refills_beside_a_running_trial >= 2, spans
 
 
 def test_killing_a_node_mid_sweep_costs_only_its_trial_which_is_retried(cluster, tmp_path):
@@ -196,22 +220,22 @@ def test_killing_a_node_mid_sweep_costs_only_its_trial_which_is_retried(cluster,
         f"log={log}",
         f"hydra.sweep.dir={sweep}",
     ]
-    proc = subprocess.Popen(
-        [sys.executable, str(TOY), *args],
-        cwd=tmp_path,
-        env=driver_env(cluster.env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    worker = worker_node_id(cluster)
+    # files, not pipes: Ray forwards its workers' output to the driver, which must never block on a full pipe
+    stdout, stderr = tmp_path / "sweep.out", tmp_path / "sweep.err"
+    with stdout.open("w") as out, stderr.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, str(TOY), *args], cwd=tmp_path, env=driver_env(cluster.env), stdout=out, stderr=err
+        )
     try:
-        killed_job = _job_on_worker_node(log, cluster, deadline=time.monotonic() + 180)
+        killed_job = _job_on_worker_node(log, worker, deadline=time.monotonic() + 300, proc=proc, stderr=stderr)
         cluster.kill_worker()
-        out, err = proc.communicate(timeout=300)
+        proc.wait(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+            proc.wait()
+    out, err = stdout.read_text(), stderr.read_text()
     assert proc.returncode == 0, err[-4000:]
     assert "sweep done: 6 complete, 0 failed" in out, out[-2000:]
     state = trials(sweep)
@@ -223,30 +247,31 @@ def test_killing_a_node_mid_sweep_costs_only_its_trial_which_is_retried(cluster,
     assert retried[0]["status"] == "complete" and retried[0]["job"] != killed_job
 
 
-def _on_node(pid: int, node: subprocess.Popen) -> bool:
-    """Whether process ``pid`` is a Ray worker of ``node`` (its ``ray start``): a Ray worker's command line names
-    its raylet's port, which tests/ray_cluster.py chose for that node."""
-    (port,) = [a for a in node.args if str(a).startswith("--node-manager-port=")]
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            words = fh.read().decode(errors="replace").split("\0")
-    except OSError:
-        return False
-    return port in words
+def worker_node_id(cluster) -> str:
+    """The Ray node id of the cluster's worker node (the one whose raylet listens on the port chosen for it)."""
+    (port,) = [int(a.split("=", 1)[1]) for a in cluster.worker.args if str(a).startswith("--node-manager-port=")]
+    probe = (
+        f"import ray; ray.init(address={cluster.address!r}, logging_level='ERROR');"
+        f"print([n['NodeID'] for n in ray.nodes() if n['Alive'] and n['NodeManagerPort'] == {port}][0])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=cluster.env, capture_output=True, text=True, timeout=180, check=True
+    )
+    return out.stdout.strip().splitlines()[-1]
 
 
-def _job_on_worker_node(log: Path, cluster, deadline: float) -> int:
-    """The number of a job running now in a process of the worker node (its process group), once there is one."""
+def _job_on_worker_node(log: Path, worker: str, deadline: float, proc: subprocess.Popen, stderr: Path) -> int:
+    """The number of a job running now on the node ``worker`` (the toy's ``node`` lines), once there is one."""
     while time.monotonic() < deadline:
-        started: dict[int, int] = {}
+        started: dict[int, str] = {}
         done: set[int] = set()
         for words in (line.split() for line in log.read_text().splitlines()):
-            if words and words[0] == "pid":
-                started[int(words[1])] = int(words[2])
+            if words and words[0] == "node":
+                started[int(words[1])] = words[2]
             elif words and words[0] == "done":
                 done.add(int(words[1]))
-        for job, pid in started.items():
-            if job not in done and _on_node(pid, cluster.worker):
+        for job, node in started.items():
+            if job not in done and node == worker:
                 return job
         time.sleep(0.2)
     raise AssertionError(f"no job ran on the worker node:\n{log.read_text()}")

@@ -108,6 +108,7 @@ class _RayRunning:
     ref: Any
     started: float
     timeout: float | None
+    clock: float | None = None  # when its timeout started counting: once its worker had started (None: not yet)
 
 
 class RayRunner:
@@ -136,6 +137,8 @@ class RayRunner:
         self.sweep_dir = os.path.abspath(str(OmegaConf.select(config, "hydra.sweep.dir")))
         self.running: dict[int, _RayRunning] = {}
         self.idle: list[Any] = []  # workers that finished their job, alive as far as this process knows
+        self.node_of: dict[Any, Any] = {}  # worker -> the ref of its location (TrialWorker.where)
+        self.lost_nodes: set[str] = set()  # nodes a worker died on: replacements go elsewhere while others are up
         self.limits: Any = None  # not enforced on Ray (the fork launcher's memory limit needs its own processes)
         self.prefork_pending = prefork and isinstance(task_function, ForkAwareTask)
         environ = os.environ if environ is None else environ
@@ -154,9 +157,40 @@ class RayRunner:
         self.idle = [self._new_worker() for _ in range(max(1, settings.workers))]
 
     def _new_worker(self) -> Any:
-        return self.worker_class.options(
-            num_cpus=self.settings.num_cpus, scheduling_strategy="SPREAD", max_restarts=0, max_task_retries=0
+        """A new worker, spread over the nodes; after a worker was lost, on a node other than the lost one's (the
+        cluster may not know yet that the node is gone, and would place the replacement there)."""
+        strategy: Any = "SPREAD"
+        target = self._node_other_than(self.lost_nodes) if self.lost_nodes else None
+        if target is not None:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            strategy = NodeAffinitySchedulingStrategy(target, soft=True)  # soft: elsewhere if it has no room
+        worker = self.worker_class.options(
+            num_cpus=self.settings.num_cpus, scheduling_strategy=strategy, max_restarts=0, max_task_retries=0
         ).remote(*self.worker_args)
+        self.node_of[worker] = worker.where.remote()  # where it runs, known once it has started
+        return worker
+
+    @staticmethod
+    def _node_other_than(avoid: set[str]) -> str | None:
+        import ray
+
+        alive = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n["NodeID"] not in avoid]
+        return alive[0] if alive else None
+
+    def _lost(self, worker: Any) -> None:
+        """``worker`` died under a job: its node is avoided for the workers that replace it."""
+        import ray
+
+        where = self.node_of.pop(worker, None)
+        if where is not None:
+            ready, _ = ray.wait([where], timeout=0)
+            if ready:
+                try:
+                    self.lost_nodes.add(ray.get(where)["qframe.node"])
+                except Exception:  # noqa: BLE001 - it died before saying where it ran
+                    pass
+        self._discard(worker)
 
     def submit(self, overrides: Sequence[str], idx: int, timeout: float | None = None) -> float:
         """Start job ``idx`` on an idle worker (a new one if none is); return its start time (``time.time()``)."""
@@ -176,8 +210,16 @@ class RayRunner:
             config.hydra.sweep.dir = self.sweep_dir
         worker = self.idle.pop() if self.idle else self._new_worker()
         ref = worker.run.remote([self.task_ref], config, idx)
-        self.running[idx] = _RayRunning(idx, list(overrides), worker, ref, started, timeout)
+        clock = started if self._ready(worker) else None
+        self.running[idx] = _RayRunning(idx, list(overrides), worker, ref, started, timeout, clock)
         return started
+
+    def _ready(self, worker: Any) -> bool:
+        """Whether ``worker`` has started (its imports done), as far as this process knows."""
+        import ray
+
+        where = self.node_of.get(worker)
+        return where is None or bool(ray.wait([where], timeout=0)[0])
 
     def wait(self, poll: float = 0.5) -> list[Finished]:
         """Block until at least one running job finishes (or times out); return the finished ones."""
@@ -199,8 +241,8 @@ class RayRunner:
         now = time.time()
         wait = poll
         for job in self.running.values():
-            if job.timeout:
-                wait = min(wait, max(0.0, job.started + job.timeout - now))
+            if job.timeout and job.clock is not None:
+                wait = min(wait, max(0.0, job.clock + job.timeout - now))
         return max(wait, 0.01)
 
     def _finish(self, job: _RayRunning) -> Finished:
@@ -212,7 +254,7 @@ class RayRunner:
         try:
             status, payload, working_dir = ray.get(job.ref)
         except RayActorError as exc:  # the worker process or its node died: this job is lost, nothing else
-            self._discard(job.worker)
+            self._lost(job.worker)
             error = f"RayActorError: the Ray worker running job {job.idx} died ({_first_line(exc)})"
             return Finished(job.idx, job.overrides, False, error=error, started=job.started, ended=ended, kind="lost")
         except Exception as exc:  # noqa: BLE001 - any other failure of Ray's (an object lost...) is this job's
@@ -234,10 +276,14 @@ class RayRunner:
         )
 
     def _kill_overdue(self) -> list[Finished]:
+        """Kill the jobs past their timeout, counted from when their worker was up (a new worker's start, its
+        imports, is not the job's: with it a slow machine would time out every job of a fresh worker)."""
         now = time.time()
         done = []
         for job in list(self.running.values()):
-            if job.timeout and now - job.started > job.timeout:
+            if job.timeout and job.clock is None and self._ready(job.worker):
+                job.clock = now
+            if job.timeout and job.clock is not None and now - job.clock > job.timeout:
                 del self.running[job.idx]
                 self._discard(job.worker)  # the worker's process ends: the job is stopped, not abandoned
                 error = f"timed out after {job.timeout:g} s (killed)"
@@ -286,7 +332,21 @@ def connect(settings: RaySettings, environ: Mapping[str, str], workers: int) -> 
     if ray.is_initialized():
         return "the Ray instance this process is connected to"
     if address and address != "local":
-        ray.init(address=address, logging_level=logging.WARNING)
+        key = "hydra.launcher.address" if settings.address else "RAY_ADDRESS"
+        # ray.init retries an address nobody listens on for minutes, logging as it goes: ask once first
+        why = _unreachable(address)
+        try:
+            if why is None:
+                ray.init(address=address, logging_level=logging.WARNING)
+        except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
+            why = _first_line(exc)
+        if why is not None:
+            from qframe.core.errors import ConfigError
+
+            raise ConfigError(
+                f"{key}={address}: no Ray cluster could be joined there ({why}); start one (`ray start --head`) or "
+                "give no address for a local Ray instance"
+            )
         return address
     cpus = max(os.cpu_count() or 1, int(workers * settings.num_cpus + 0.999))
     kwargs: dict[str, Any] = {"num_cpus": cpus, "include_dashboard": False}
@@ -294,6 +354,21 @@ def connect(settings: RaySettings, environ: Mapping[str, str], workers: int) -> 
         kwargs["_temp_dir"] = os.path.abspath(settings.temp_dir)
     ray.init(address="local", logging_level=logging.WARNING, **kwargs)
     return "a new local Ray instance"
+
+
+def _unreachable(address: str, timeout: float = 10.0) -> str | None:
+    """Why nothing answers at Ray ``address`` (``HOST:PORT`` or ``ray://HOST:PORT``), None when a TCP connection
+    opens (or the address is not of that form: Ray's to judge)."""
+    import socket
+
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        return None
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        return f"nothing answers at {host}:{port}: {exc.strerror or exc}"
+    return None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -3,6 +3,7 @@
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import hydra
@@ -34,6 +35,9 @@ def run(cfg: DictConfig):
             fh.write(f"threads {job} {os.environ.get('QFRAME_THREADS', '-')}\n")
             # the job's process (a test kills it from outside) and its GPUs ("-": none given)
             fh.write(f"pid {job} {os.getpid()} {os.environ.get('CUDA_VISIBLE_DEVICES', '-')}\n")
+            ray = sys.modules.get("ray")  # on a Ray worker (hydra/launcher=qframe_ray): the node it runs on
+            if ray is not None and ray.is_initialized():
+                fh.write(f"node {job} {ray.get_runtime_context().get_node_id()}\n")
     time.sleep(cfg.sleep)
     mode = cfg.failures[job] if job < len(cfg.failures) else cfg.mode
     if mode == "raise":
