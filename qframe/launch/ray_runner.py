@@ -38,6 +38,9 @@ log = logging.getLogger("qframe.launch")
 #: environment variables of the driver a worker takes over (workers on a cluster do not inherit its environment;
 #: a forked child does): qframe's and MLflow's configuration
 FORWARDED_ENV = ("QFRAME_", "MLFLOW_")
+#: how long a job waits for its worker to start (Ray placing it, its imports) before it fails instead of waiting
+#: for ever on a cluster with no free CPU; its own timeout, when longer, counts instead
+WORKER_START_LIMIT_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -283,10 +286,17 @@ class RayRunner:
         for job in list(self.running.values()):
             if job.timeout and job.clock is None and self._ready(job.worker):
                 job.clock = now
-            if job.timeout and job.clock is not None and now - job.clock > job.timeout:
+            # a worker Ray cannot place (no free CPU on any node) would keep its job waiting for ever
+            unplaced = job.clock is None and now - job.started > max(WORKER_START_LIMIT_S, job.timeout or 0)
+            if unplaced or (job.timeout and job.clock is not None and now - job.clock > job.timeout):
                 del self.running[job.idx]
                 self._discard(job.worker)  # the worker's process ends: the job is stopped, not abandoned
                 error = f"timed out after {job.timeout:g} s (killed)"
+                if unplaced:
+                    error = (
+                        f"its Ray worker did not start within {now - job.started:.0f} s: the cluster has no free "
+                        "CPU for it (fewer CPUs than hydra.launcher.n_jobs?)"
+                    )
                 done.append(
                     Finished(job.idx, job.overrides, False, error=error, started=job.started, ended=now, kind="timeout")
                 )
