@@ -149,7 +149,7 @@ def test_registered_through_hook() -> None:
 
     seen = {}
     features.register_feature_sets(register=lambda name, obj, description="": seen.setdefault(name, obj))
-    assert seen["alpha158"] is Alpha158
+    assert seen["alpha158"].resolve() is Alpha158
 
 
 # ----------------------------------------------------------------------------- operators vs pandas/Qlib semantics

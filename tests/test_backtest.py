@@ -273,7 +273,7 @@ def test_unknown_deal_price_field(pred, market):
 def test_registered_as_plugin():
     got = {}
     strategies.register_strategies(register=lambda name, obj, description="": got.setdefault(name, (obj, description)))
-    assert got["topk_dropout"][0] is TopkDropoutStrategy and got["topk_dropout"][1]
+    assert got["topk_dropout"][0].resolve() is TopkDropoutStrategy and got["topk_dropout"][1]
 
 
 def test_speed_300_instruments_600_days():
