@@ -51,6 +51,8 @@ if table.exists():
     t = pd.read_csv(table)
     out["windows"] = len(t)
     out["model_seconds"] = float((t["fit_seconds"] + t["predict_seconds"]).sum())
+    if "prepare_seconds" in t:
+        out["prepare_seconds"] = float(t["prepare_seconds"].sum())
 else:
     out["model_seconds"] = result.timings.get("fit", 0) + result.timings.get("predict", 0)
 print("RESULT " + json.dumps(out))
@@ -62,7 +64,10 @@ def run(args: list[str], qframe_path: str | None = None) -> dict:
     env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
     if qframe_path:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [qframe_path, env.get("PYTHONPATH")]))
-    proc = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, env=env)
+    # run from a neutral directory: `python -c` puts its working directory first on the path, before PYTHONPATH
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, *args], capture_output=True, text=True, env=env, cwd=tempfile.gettempdir()
+    )
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-3000:])
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
@@ -194,7 +199,10 @@ def main() -> None:
         by_walls, inside = framework_cost(r, fixed)
         peak = max(r["rss_self_mb"], r["rss_children_mb"])
         per_min = n / (r["timings"]["fit"] / 60)
-        measured = "" if inside is None else f" ({inside:.2f} s/window inside the study)"
+        measured = "" if inside is None or r is not rolling.get(1) else f" ({inside:.2f} s/window inside the study"
+        if measured and "prepare_seconds" in r:
+            measured += f", of which {r['prepare_seconds'] / n:.2f} s the window's preparation before its fit"
+        measured += ")" if measured else ""
         print(
             f"{label}: {n} windows, wall {r['wall']:.2f} s, windows' fit + predict "
             f"{r['model_seconds']:.2f} s, framework cost {by_walls:.2f} s/window{measured}, "

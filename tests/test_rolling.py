@@ -495,7 +495,7 @@ def test_a_windowed_gru_study_predicts_each_test_day_once_out_of_sample(tmp_path
         "recording.plots=false",
         *gru,
     ]
-    proc = services.run_qframe([*overrides, f"workdir={workdir}"], tmp_path)
+    proc = services.run_qframe([*overrides, f"workdir={workdir}"], tmp_path, timeout=600)  # 56 s at load 15 on 2 cores
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = study_run(workdir)
     windows = children(result)
