@@ -6,12 +6,13 @@ Thin on purpose: Hydra imports every module under ``hydra_plugins`` in every pro
 
 # no `from __future__ import annotations`: Hydra execs this module outside sys.modules, where dataclasses
 # cannot resolve string annotations
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.plugins.launcher import Launcher
+
+from qframe.launch.delegate import DelegatingLauncher
 
 
 @dataclass
@@ -32,7 +33,7 @@ class QFrameLauncherConf:
 ConfigStore.instance().store(group="hydra/launcher", name="qframe", node=QFrameLauncherConf, provider="qframe")
 
 
-class QFrameLauncher(Launcher):
+class QFrameLauncher(DelegatingLauncher, Launcher):
     """Hydra launcher running every job in its own forked process (see :mod:`qframe.launch.forking`)."""
 
     def __init__(
@@ -42,32 +43,6 @@ class QFrameLauncher(Launcher):
 
         self.impl = ForkLauncher(n_jobs=n_jobs, timeout=timeout, preload=preload, fast_path=fast_path)
 
-    def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
-        self.impl.setup(hydra_context=hydra_context, task_function=task_function, config=config)
-
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
-        return self.impl.launch(job_overrides, initial_job_idx)
-
-    # qframe.launch.protocols.JobSubmitter: qframe's sweeper submits a trial whenever a slot is free
-    def submit(self, overrides: Sequence[str], idx: int, timeout: float | None = None) -> float:
-        return self.impl.submit(overrides, idx, timeout)
-
-    def wait(self) -> list[Any]:
-        return self.impl.wait()
-
-    def running(self) -> int:
-        return self.impl.running()
-
-    def pid(self, idx: int) -> int | None:
-        return self.impl.pid(idx)
-
-    def kill_all(self) -> None:
-        self.impl.kill_all()
-
     def set_limits(self, limits: Any) -> None:
         """Each job's memory limit from now on (:class:`qframe.launch.limits.TrialLimits`: qframe's sweeper)."""
         self.impl.set_limits(limits)
-
-    def preload_again(self) -> None:
-        """The next job's config loads the shared inputs again (a pipeline's re-evaluating stage)."""
-        self.impl.preload_again()

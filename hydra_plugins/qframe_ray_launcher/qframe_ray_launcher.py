@@ -6,12 +6,12 @@ Thin on purpose: Hydra imports every module under ``hydra_plugins`` in every pro
 
 # no `from __future__ import annotations`: Hydra execs this module outside sys.modules, where dataclasses
 # cannot resolve string annotations
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.plugins.launcher import Launcher
+
+from qframe.launch.delegate import DelegatingLauncher
 
 
 @dataclass
@@ -36,7 +36,7 @@ class QFrameRayLauncherConf:
 ConfigStore.instance().store(group="hydra/launcher", name="qframe_ray", node=QFrameRayLauncherConf, provider="qframe")
 
 
-class QFrameRayLauncher(Launcher):
+class QFrameRayLauncher(DelegatingLauncher, Launcher):
     """Hydra launcher running jobs on Ray workers (see :mod:`qframe.launch.ray_runner`)."""
 
     def __init__(
@@ -52,29 +52,3 @@ class QFrameRayLauncher(Launcher):
         from qframe.launch.ray_launcher import RayLauncher
 
         self.impl = RayLauncher(n_jobs, timeout, address, temp_dir, num_cpus, preload, fast_path)
-
-    def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
-        self.impl.setup(hydra_context=hydra_context, task_function=task_function, config=config)
-
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
-        return self.impl.launch(job_overrides, initial_job_idx)
-
-    # qframe.launch.protocols.JobSubmitter: qframe's sweeper submits a trial whenever a slot is free
-    def submit(self, overrides: Sequence[str], idx: int, timeout: float | None = None) -> float:
-        return self.impl.submit(overrides, idx, timeout)
-
-    def wait(self) -> list[Any]:
-        return self.impl.wait()
-
-    def running(self) -> int:
-        return self.impl.running()
-
-    def pid(self, idx: int) -> int | None:
-        return self.impl.pid(idx)
-
-    def kill_all(self) -> None:
-        self.impl.kill_all()
-
-    def preload_again(self) -> None:
-        """The next job's config loads the shared inputs again (a pipeline's re-evaluating stage)."""
-        self.impl.preload_again()
