@@ -171,11 +171,7 @@ def node_ids(cluster) -> set[str]:
 
 @pytest.fixture
 def database():
-    missing = services.postgres_missing()
-    if missing and missing.startswith("not installed"):
-        pytest.skip(missing)
-    if missing:
-        pytest.fail(missing)
+    services.require_postgres()
     with services.fresh_database() as uri:
         yield uri
 

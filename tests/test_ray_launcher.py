@@ -43,11 +43,7 @@ def cluster():
 
 @pytest.fixture
 def database():
-    missing = services.postgres_missing()
-    if missing and missing.startswith("not installed"):
-        pytest.skip(missing)
-    if missing:
-        pytest.fail(missing)
+    services.require_postgres()
     with services.fresh_database() as uri:
         yield uri
 

@@ -228,10 +228,7 @@ def test_prefix_ambiguity_delete_and_purge(tmp_path):
 def postgres_uri():
     """A new PostgreSQL database of the local server (dropped afterwards), as a SQLAlchemy URI with psycopg; it
     holds MLflow's schema already (a copy: MLflow's migrations on PostgreSQL take seconds, once per worker)."""
-    missing = services.postgres_missing()
-    if missing and missing.startswith("not installed"):
-        pytest.skip(missing)
-    assert missing is None, missing
+    services.require_postgres()
     with services.migrated_database() as uri:
         yield uri.replace("postgresql://", "postgresql+psycopg://")
 

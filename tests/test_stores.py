@@ -40,11 +40,7 @@ TIMEOUT = 300
 
 @pytest.fixture  # not module-scoped: a connection check costs milliseconds, and a module fixture would keep this
 def postgres() -> None:  # file's tests (servers and sweeps, the suite's longest) on one xdist worker, one by one
-    missing = services.postgres_missing()
-    if missing and missing.startswith("not installed"):
-        pytest.skip(missing)
-    if missing:
-        pytest.fail(missing)
+    services.require_postgres()
 
 
 @pytest.fixture

@@ -66,6 +66,17 @@ def postgres_missing() -> str | None:
     return f"not installed: {reason}"
 
 
+def require_postgres() -> None:
+    """Skip the calling test where no PostgreSQL is installed; fail it where one is but does not answer."""
+    import pytest
+
+    missing = postgres_missing()
+    if missing and missing.startswith("not installed"):
+        pytest.skip(missing)
+    if missing:
+        pytest.fail(missing)
+
+
 def _admin(sql: str) -> None:
     import psycopg
 
