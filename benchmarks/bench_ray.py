@@ -8,7 +8,9 @@ the comparison is the launchers'), ``model.num_threads=1`` per trial. Per launch
   predict and backtest time (the trial run's ``time.*`` metrics): median and p90 over the trials after the first
   on each worker process (a fork trial is always a fresh child: all of them count);
 * the first trials' start-up: the overhead of each worker's first trial (median), and the sweep's set-up (command
-  start to the first submit).
+  start to the first submit);
+* the hardware ceiling before and after each launcher's two sweeps (``benchmarks/hardware.py``): what two
+  processes at once get from this machine's cores, the most any 2-slot / 1-slot ratio can reach.
 
     .venv/bin/python benchmarks/bench_ray.py                         # 20 trials on the default market (long)
     .venv/bin/python benchmarks/bench_ray.py --trials 12 --small     # 60 instruments x 600 days
@@ -33,6 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from hardware import CEILING_TASKS, print_ceiling  # noqa: E402 - benchmarks/hardware.py, next to this script
 from ray_cluster import ray_cluster, ray_env  # noqa: E402 - the test suite's cluster and services
 from tracking_services import mlflow_server  # noqa: E402
 
@@ -134,12 +137,17 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
     rows = []
+    ceilings: dict[str, list[dict[str, float]]] = {}
+    print(f"load average at start: {os.getloadavg()}", flush=True)
     with mlflow_server(f"sqlite:///{workdir / 'server.db'}", workdir / "server.log", workdir / "served", 2, 300) as s:
         for label in [name for name in args.only.split(",") if name]:
+            ceilings[label] = [print_ceiling(f"before {label}")]
             with launcher_env(label, workdir) as (overrides, env):
                 for slots in (1, 2):
                     rows.append(sweep(workdir, label, slots, args.trials, s.url, overrides, env))
                     print(json.dumps(rows[-1]), flush=True)
+            ceilings[label].append(print_ceiling(f"after {label}"))
+    print(f"load average at the end: {os.getloadavg()}")
     print(
         f"{'launcher':<12} {'slots':>5} {'done':>5} {'workers':>7} {'overhead med s':>14} {'p90 s':>7} "
         f"{'1st trial s':>11} {'set-up s':>9} {'trials/min':>10} {'wall s':>7}"
@@ -153,7 +161,14 @@ def main() -> None:
     for label in dict.fromkeys(r["launcher"] for r in rows):
         pair = {r["slots"]: r for r in rows if r["launcher"] == label}
         if 1 in pair and 2 in pair:
-            print(f"{label}: 2 slots vs 1: {pair[2]['trials_per_min'] / pair[1]['trials_per_min']:.2f}x trials/min")
+            most = ", ".join(
+                f"{task} {min(c[task] for c in ceilings[label]):.2f}-{max(c[task] for c in ceilings[label]):.2f}x"
+                for task in CEILING_TASKS
+            )
+            print(
+                f"{label}: 2 slots vs 1: {pair[2]['trials_per_min'] / pair[1]['trials_per_min']:.2f}x trials/min; "
+                f"what 2 processes give at most here (before and after): {most}"
+            )
 
 
 EXTRA: list[str] = []
