@@ -56,6 +56,7 @@ def child(overrides: list[str], workdir: str, plain: bool = False) -> None:
 
         def finish(self, detail: str | None = None, tag: str = ""):
             peaks[self.stage] = max(peaks.get(self.stage, 0.0), _status("VmHWM"))
+            peaks[f"{self.stage} (RSS at its end)"] = _status("VmRSS")
             return super().finish(detail, tag)
 
     build = lightgbm_bins.build
