@@ -94,7 +94,7 @@ def child(overrides: list[str], workdir: str, plain: bool = False) -> None:
     lightgbm_bins._store = timed_store
     lightgbm_bins.cached = timed_cached
     if plain:  # as before: glibc keeps the freed sampling buffers resident
-        lightgbm_bins._trim_heap = lambda: None
+        lightgbm_bins.trim_heap = lambda: None
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
         cfg = compose("config", overrides=[f"workdir={workdir}", *overrides], return_hydra_config=False)
     container = OmegaConf.to_container(cfg, resolve=True)
@@ -102,7 +102,9 @@ def child(overrides: list[str], workdir: str, plain: bool = False) -> None:
     import resource
 
     result = run_workflow(container, progress=Peaks())
-    process_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # clear_refs resets ru_maxrss with VmHWM: the process's peak is the largest stage peak
+    stage_peaks = [v for k, v in peaks.items() if "RSS" not in k]
+    process_peak = max([*stage_peaks, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024])
     timings = {k: v for k, v in result.timings.items() if k.startswith("fit")} | extra
     out = {"peaks": peaks, "process_peak": process_peak, "metrics": result.metrics, "timings": timings}
     print(json.dumps(out))

@@ -32,6 +32,7 @@ import numpy as np
 
 from qframe.core.cache import cache_key
 from qframe.core.context import FitCache
+from qframe.core.memory import trim_heap
 
 #: where, under a work directory's cache, the binned Datasets live (``qframe cache`` lists and clears them)
 BINS_DIR = "lightgbm-bins"
@@ -146,25 +147,9 @@ class Binned:
     how: str
 
 
-def _trim_heap() -> None:
-    """Hand the heap's free pages back to the OS (glibc's ``malloc_trim``; nothing elsewhere).
-
-    LightGBM frees its sampling buffers once the bins are placed, but glibc keeps the freed heap pages of that many
-    same-size blocks resident: without this, the boosting and the rest of the run stay ~400 MB above what they hold.
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
 #: rows of the train matrix handed to LightGBM at a time once its bins are placed; columns sampled at a time
 PUSH_ROWS = 1 << 16
-SAMPLE_COLUMNS = 16
+SAMPLE_COLUMNS = 4
 #: LightGBM's ``kZeroThreshold`` (``const double kZeroThreshold = 1e-35f``: a float literal widened to double):
 #: a sampled value at or below it in magnitude counts as a zero, which LightGBM leaves out of the sample
 ZERO_THRESHOLD = float(np.float32(1e-35))
@@ -299,7 +284,8 @@ def build(
     train = train_dataset(X, y, weight, params)
     valid = lgb.Dataset(X_valid, label=y_valid, reference=train, params=params) if len(y_valid) else None
     train.construct()
-    _trim_heap()
+    # LightGBM frees its sampling buffers once the bins are placed; without this glibc keeps those pages resident
+    trim_heap()
     if valid is not None:
         valid.construct()
     return Binned(train, valid, time.perf_counter() - t0, "built")
