@@ -281,6 +281,7 @@ def build(
     import lightgbm as lgb
 
     t0 = time.perf_counter()
+    trim_heap()  # what the processors freed: the sample goes on top of what the run holds, not of what glibc kept
     train = train_dataset(X, y, weight, params)
     valid = lgb.Dataset(X_valid, label=y_valid, reference=train, params=params) if len(y_valid) else None
     train.construct()
