@@ -4,7 +4,9 @@ Each stage's peak is the process's largest resident set while the stage ran (``V
 ``/proc/self/clear_refs`` at its start); the fit is split into LightGBM's binning (building the train and valid
 Datasets) and its boosting. Runs cold then warm, each in its own process, in one fresh work directory; with
 ``--compare`` (in a work directory whose caches a first run filled: ``--workdir``), warm runs alternating without
-(before) and with (after, the default) the heap trim once LightGBM has placed its bins.
+(before) and with (after, the default) the heap trim once LightGBM has placed its bins. A warm run that loads the
+bins the cold run stored samples nothing: its ``fit: loading stored bins`` row stands for the binning. Each run also
+prints its fit's parts (``fit binning``: binning, or loading the stored bins).
 
     .venv/bin/python benchmarks/bench_memory.py model.bin_construct_sample_cnt=200000 model.num_threads=2
     .venv/bin/python benchmarks/bench_memory.py dataset=qlib dataset.provider_uri=DIR dataset.market=csi300 ...
@@ -18,6 +20,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 OBJECTIVE = "excess_return_with_cost.information_ratio"
@@ -45,6 +48,7 @@ def child(overrides: list[str], workdir: str, plain: bool = False) -> None:
     from qframe.plugins.models import lightgbm_bins
 
     peaks: dict[str, float] = {}
+    extra: dict[str, float] = {}
 
     class Peaks(Progress):
         def start(self, name: str, detail: str = "") -> None:
@@ -54,6 +58,7 @@ def child(overrides: list[str], workdir: str, plain: bool = False) -> None:
 
         def finish(self, detail: str | None = None, tag: str = ""):
             peaks[self.stage] = max(peaks.get(self.stage, 0.0), _status("VmHWM"))
+            peaks[f"{self.stage} (RSS at its end)"] = _status("VmRSS")
             return super().finish(detail, tag)
 
     build = lightgbm_bins.build
@@ -66,9 +71,30 @@ def child(overrides: list[str], workdir: str, plain: bool = False) -> None:
         peaks["fit: after binning (RSS)"] = _status("VmRSS")
         return out
 
+    cached = lightgbm_bins.cached
+
+    def timed_cached(*args, **kwargs):  # a run that loads stored bins samples nothing: its loading's peak
+        rss = _status("VmRSS")
+        _reset_peak()
+        out = cached(*args, **kwargs)
+        if out.how == "reused":
+            peaks["fit: before binning (RSS)"] = rss
+            peaks["fit: loading stored bins"] = _status("VmHWM")
+            peaks["fit: after binning (RSS)"] = _status("VmRSS")
+        return out
+
+    store = lightgbm_bins._store
+
+    def timed_store(*args, **kwargs):  # what storing the bins for the next runs costs the run that binned
+        t0 = time.perf_counter()
+        store(*args, **kwargs)
+        extra["storing the bins (s)"] = time.perf_counter() - t0
+
     lightgbm_bins.build = timed_build
+    lightgbm_bins._store = timed_store
+    lightgbm_bins.cached = timed_cached
     if plain:  # as before: glibc keeps the freed sampling buffers resident
-        lightgbm_bins._trim_heap = lambda: None
+        lightgbm_bins.trim_heap = lambda: None
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
         cfg = compose("config", overrides=[f"workdir={workdir}", *overrides], return_hydra_config=False)
     container = OmegaConf.to_container(cfg, resolve=True)
@@ -76,8 +102,12 @@ def child(overrides: list[str], workdir: str, plain: bool = False) -> None:
     import resource
 
     result = run_workflow(container, progress=Peaks())
-    process_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"peaks": peaks, "process_peak": process_peak, "metrics": result.metrics}))
+    # clear_refs resets ru_maxrss with VmHWM: the process's peak is the largest stage peak
+    stage_peaks = [v for k, v in peaks.items() if "RSS" not in k]
+    process_peak = max([*stage_peaks, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024])
+    timings = {k: v for k, v in result.timings.items() if k.startswith("fit")} | extra
+    out = {"peaks": peaks, "process_peak": process_peak, "metrics": result.metrics, "timings": timings}
+    print(json.dumps(out))
 
 
 def main() -> None:
@@ -111,6 +141,9 @@ def main() -> None:
     for stage in stages:
         print(f"{stage:<32} " + " ".join(f"{r['peaks'].get(stage, float('nan')):>12.0f}" for r in results.values()))
     print(f"{'process peak RSS':<32} " + " ".join(f"{r['process_peak']:>12.0f}" for r in results.values()))
+    for label, r in results.items():
+        fit = ", ".join(f"{k} {v:.3f} s" for k, v in r.get("timings", {}).items())
+        print(f"fit ({label}): {fit}")
     for label, r in results.items():
         m = r["metrics"]
         print(f"metrics ({label}): " + ", ".join(f"{k}={m[k]:.8f}" for k in ("IC", "Rank IC", OBJECTIVE) if k in m))

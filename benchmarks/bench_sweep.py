@@ -108,13 +108,14 @@ def run(workdir: Path, trials: int, n_jobs: int, extra: list[str], name: str | N
 
 
 def single_fit(workdir: Path, extra: list[str]) -> dict[str, float]:
-    """The fit parts of one single run (no sweep) of the same config, from its MLflow run."""
+    """The fit parts of one single run (no sweep) of the same config, from its MLflow run; it bins its own
+    (``model.reuse_bins=false``: a single run would load the bins the sweeps stored)."""
     from mlflow.tracking import MlflowClient
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("QFRAME_", "MLFLOW_TRACKING"))}
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
     cmd = [sys.executable, "-m", "qframe", "model.num_threads=1", "run_name=bench-single", "recording.plots=false"]
-    cmd += ["evaluation.controls.enabled=false", *extra]
+    cmd += ["evaluation.controls.enabled=false", *extra, "model.reuse_bins=false"]
     log = workdir / "single.log"
     with open(log, "w") as out:
         if subprocess.run(cmd, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT).returncode != 0:

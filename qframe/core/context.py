@@ -137,7 +137,8 @@ class FitCache:
     that fit on the same data: ``identity`` names the inputs (config and data sources) the fit's arrays come from.
 
     Given by the workflow to a model whose ``fit`` takes ``fit_cache``, in the runs of a multirun (a sweep's trials,
-    a grid's jobs); a single run gets none.
+    a grid's jobs) and in a single run with the cache on (``handler.cache``, the default): a warm run loads what
+    the cold one stored.
     """
 
     directory: Path

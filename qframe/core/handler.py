@@ -27,6 +27,7 @@ from qframe.core.components import build_component
 from qframe.core.data import MarketData
 from qframe.core.errors import ConfigError, DataError
 from qframe.core.features import label as make_label
+from qframe.core.memory import trim_heap
 from qframe.core.panel import Panel
 from qframe.core.progress import Progress
 from qframe.core.registry import Registry
@@ -151,6 +152,7 @@ def panel_of(
             cache.save(key, arrays, {"names": panel.names, "dropped": dropped, **described})
             # continue from the file mapping, so the computed block is freed and memory is the same as on a hit
             del panel, arrays
+            trim_heap()  # the feature blocks' freed memory too (glibc would keep ~100 MB of it resident)
             hit, from_cache = cache.load(key), False
         else:
             from_cache = True
@@ -161,8 +163,10 @@ def panel_of(
 
 
 #: cells (days x instruments) per block when a per-instrument feature set is computed block by block; with k
-#: threads each block has 1/k of them, so the blocks in flight hold the memory one block holds with one thread
-BLOCK_CELLS = 1 << 18
+#: threads each block has 1/k of them, so the blocks in flight hold the memory one block holds with one thread.
+#: Alpha158 on 300 x 2500 (2 threads): the blocks in flight add ~310 MB to the feature matrix at 1 << 18, ~110 MB
+#: at 1 << 16, in the same time (benchmarks/README.md, bench_memory.py)
+BLOCK_CELLS = 1 << 16
 
 
 def _compute_panel(

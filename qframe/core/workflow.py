@@ -423,9 +423,11 @@ def run_workflow(
             )
             model = None
         else:
-            # the runs of a multirun (a sweep's trials, a grid's jobs) share what their fits derive from the same data
+            # what a fit derives from the data alone is kept for the next fits on the same data: the runs of a
+            # multirun (a sweep's trials, a grid's jobs) share it, and so do single runs with the cache on
             multirun = shared is not None or context.trial.in_sweep
-            fit_cache = FitCache(location.cache_dir, _inputs_key(cfg, location)) if multirun else None
+            keep = multirun or (cfg.get("handler") or {}).get("cache", True)
+            fit_cache = FitCache(location.cache_dir, _inputs_key(cfg, location)) if keep else None
             samples, info, scores = _fit_predict(
                 model, model_name, prepared, location, run, progress, timings, reweighter, fit_cache
             )

@@ -17,6 +17,7 @@ shares its bins with ``feature_pre_filter: false`` (LightGBM's own advice for su
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -31,6 +32,7 @@ import numpy as np
 
 from qframe.core.cache import cache_key
 from qframe.core.context import FitCache
+from qframe.core.memory import trim_heap
 
 #: where, under a work directory's cache, the binned Datasets live (``qframe cache`` lists and clears them)
 BINS_DIR = "lightgbm-bins"
@@ -145,20 +147,126 @@ class Binned:
     how: str
 
 
-def _trim_heap() -> None:
-    """Hand the heap's free pages back to the OS (glibc's ``malloc_trim``; nothing elsewhere).
+#: rows of the train matrix handed to LightGBM at a time once its bins are placed; columns sampled at a time
+PUSH_ROWS = 1 << 16
+SAMPLE_COLUMNS = 4
+#: LightGBM's ``kZeroThreshold`` (``const double kZeroThreshold = 1e-35f``: a float literal widened to double):
+#: a sampled value at or below it in magnitude counts as a zero, which LightGBM leaves out of the sample
+ZERO_THRESHOLD = float(np.float32(1e-35))
 
-    LightGBM frees its sampling buffers once the bins are placed, but glibc keeps the freed heap pages of that many
-    same-size blocks resident: without this, the boosting and the rest of the run stay ~400 MB above what they hold.
+
+def _sample_columns(X: np.ndarray, indices: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The sampled rows of ``X`` as LightGBM's matrix path collects them: per feature, the values (as doubles)
+    that are not zero, NaN included, and their positions in the sample; exact-size arrays, and one shared array of
+    positions for the features that lose no value (LightGBM only reads the positions)."""
+    every = np.arange(len(indices), dtype=np.int32)
+    values: list[np.ndarray] = []
+    rows: list[np.ndarray] = []
+    for lo in range(0, X.shape[1], SAMPLE_COLUMNS):
+        block = X[indices, lo : lo + SAMPLE_COLUMNS]  # a few columns at a time: the copy stays small
+        for j in range(block.shape[1]):
+            col = block[:, j].astype(np.float64)
+            keep = (np.abs(col) > ZERO_THRESHOLD) | np.isnan(col)  # c_api.cpp's filter of a sampled value
+            whole = bool(keep.all())
+            values.append(col if whole else col[keep])
+            rows.append(every if whole else every[keep])
+        del block
+    return values, rows
+
+
+def _sampled_handle(X: np.ndarray, params_str: str) -> Any:
+    """A LightGBM Dataset handle of the float32 C-contiguous ``X`` binned as ``LGBM_DatasetCreateFromMat`` bins it.
+
+    The same calls in the same order as LightGBM's matrix path, with the run's whole parameter string (the
+    Python Sequence path passes only ``Dataset.get_params()``: without ``seed`` it samples other rows, without
+    ``min_data_in_leaf`` it pre-filters otherwise, so it places other bins): ``LGBM_SampleIndices``, the sampled
+    columns, ``LGBM_DatasetCreateFromSampledColumn``, then the rows pushed. The sample is held in exact-size
+    arrays (the matrix path grows per-feature vectors by doubling: ~455 MB for 200 000 rows x 158 features, here
+    ~255 MB) and freed before the rows are pushed.
     """
     import ctypes
-    import ctypes.util
 
+    from lightgbm.basic import _LIB, _c_str, _safe_call
+
+    n, f = X.shape
+    c_params = _c_str(params_str)
+    count = ctypes.c_int32(0)
+    _safe_call(_LIB.LGBM_GetSampleCount(ctypes.c_int32(n), c_params, ctypes.byref(count)))
+    indices = np.empty(count.value, dtype=np.int32)
+    got = ctypes.c_int32(0)
+    int_p = ctypes.POINTER(ctypes.c_int32)
+    _safe_call(_LIB.LGBM_SampleIndices(ctypes.c_int32(n), c_params, indices.ctypes.data_as(int_p), ctypes.byref(got)))
+    values, rows = _sample_columns(X, indices[: got.value])
+    del indices
+    double_p = ctypes.POINTER(ctypes.c_double)
+    value_ptrs = (double_p * f)(*(v.ctypes.data_as(double_p) for v in values))
+    row_ptrs = (int_p * f)(*(r.ctypes.data_as(int_p) for r in rows))
+    per_col = np.array([len(v) for v in values], dtype=np.int32)
+    handle = ctypes.c_void_p()
+    _safe_call(
+        _LIB.LGBM_DatasetCreateFromSampledColumn(
+            ctypes.cast(value_ptrs, ctypes.POINTER(double_p)),
+            ctypes.cast(row_ptrs, ctypes.POINTER(int_p)),
+            ctypes.c_int32(f),
+            per_col.ctypes.data_as(int_p),
+            ctypes.c_int32(got.value),
+            ctypes.c_int32(n),
+            ctypes.c_int64(n),
+            c_params,
+            ctypes.byref(handle),
+        )
+    )
+    del values, rows, value_ptrs, row_ptrs  # the bins are placed: the sample goes before the rows come in
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+        for lo in range(0, n, PUSH_ROWS):
+            block = X[lo : lo + PUSH_ROWS]
+            _safe_call(
+                _LIB.LGBM_DatasetPushRows(
+                    handle,
+                    block.ctypes.data_as(ctypes.c_void_p),
+                    ctypes.c_int(0),  # C_API_DTYPE_FLOAT32
+                    ctypes.c_int32(len(block)),
+                    ctypes.c_int32(f),
+                    ctypes.c_int32(lo),
+                )
+            )  # the last block finishes the Dataset (start + rows == its size), as the matrix path does
+    except BaseException:
+        _LIB.LGBM_DatasetFree(handle)
+        raise
+    return handle
+
+
+@functools.cache
+def _lean_dataset_class() -> Any:
+    """``lightgbm.Dataset`` that bins a train matrix through :func:`_sampled_handle` (less memory, the same bins;
+    tests/test_lightgbm_bins.py compares the binary files); None when this LightGBM lacks the private hook it
+    overrides (then LightGBM's own matrix path bins)."""
+    import lightgbm as lgb
+
+    if not callable(getattr(lgb.Dataset, "_Dataset__init_from_np2d", None)):
+        return None
+
+    class LeanDataset(lgb.Dataset):
+        def _Dataset__init_from_np2d(self, *, mat: np.ndarray, params_str: str, ref_dataset: Any) -> Any:
+            # a valid set (binned on the train set's bins: no sample) or another layout: LightGBM's own path
+            plain = ref_dataset is not None or mat.ndim != 2 or mat.dtype != np.float32 or len(mat) == 0
+            if plain or not mat.flags["C_CONTIGUOUS"]:
+                return super()._Dataset__init_from_np2d(mat=mat, params_str=params_str, ref_dataset=ref_dataset)
+            self._handle = _sampled_handle(mat, params_str)
+            return self
+
+    return LeanDataset
+
+
+def train_dataset(X: np.ndarray, y: np.ndarray, weight: np.ndarray | None, params: dict[str, Any]) -> Any:
+    """The (unconstructed) train Dataset of ``X``: binned from exact-size sampled columns where that path exists
+    and applies (a linear tree keeps raw values: LightGBM's own path), else LightGBM's ``Dataset(X)``."""
+    import lightgbm as lgb
+
+    lean = _lean_dataset_class()
+    linear = _is_true({_aliases().get(k, k): v for k, v in params.items()}.get("linear_tree", False))
+    cls = lgb.Dataset if lean is None or linear else lean
+    return cls(X, label=y, weight=weight, params=params, free_raw_data=True)
 
 
 def build(
@@ -173,10 +281,12 @@ def build(
     import lightgbm as lgb
 
     t0 = time.perf_counter()
-    train = lgb.Dataset(X, label=y, weight=weight, params=params, free_raw_data=True)
+    trim_heap()  # what the processors freed: the sample goes on top of what the run holds, not of what glibc kept
+    train = train_dataset(X, y, weight, params)
     valid = lgb.Dataset(X_valid, label=y_valid, reference=train, params=params) if len(y_valid) else None
     train.construct()
-    _trim_heap()
+    # LightGBM frees its sampling buffers once the bins are placed; without this glibc keeps those pages resident
+    trim_heap()
     if valid is not None:
         valid.construct()
     return Binned(train, valid, time.perf_counter() - t0, "built")
