@@ -28,8 +28,11 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 from filelock import FileLock  # noqa: E402
 
 import qframe  # noqa: E402
-from qframe.core import sqlite_store, stores  # noqa: E402
+from qframe.core import mlflow_import, sqlite_store, stores  # noqa: E402
 from qframe.core.context import RunLocation, TrialIdentity  # noqa: E402
+
+# whoever imports MLflow first in this process (the set-up thread, a sweep's preload) imports it without FastAPI
+mlflow_import.defer_packages()
 
 
 def ensure_experiment(uri: str, experiment: str, artifact_root: Path) -> str:
@@ -273,9 +276,13 @@ class DeferredRun:
 
     def _set_up(self) -> None:
         try:
-            import mlflow  # noqa: F401 - the slow part, done here off the main thread
+            # the slow part, done here off the main thread: MLflow's import and its store's (SQLAlchemy)
+            with mlflow_import.quiet_gc():
+                mlflow_import.import_mlflow()
+                self._experiment_id = ensure_experiment(self.uri, self.experiment, self.artifact_root)
+                from mlflow.tracking.context.registry import resolve_tags
 
-            self._experiment_id = ensure_experiment(self.uri, self.experiment, self.artifact_root)
+                resolve_tags()  # the run-context providers cache what they find (GitPython's git info) here
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread by start()
             self._error = exc
 
@@ -293,11 +300,11 @@ class DeferredRun:
 
         ``tags`` are written with the run itself; the params with the first :meth:`log`: a run costs few writes.
         """
-        import mlflow
-
-        self.settle()
+        self.settle()  # first: `import mlflow` would wait for the set-up thread's, uncounted
         if self._error is not None:
             raise self._error
+        import mlflow
+
         mlflow.set_tracking_uri(self.uri)
         tags = dict(tags or {})
         if self.trial.parent_run_id:
