@@ -64,6 +64,7 @@ def _ensure_experiment(uri: str, experiment: str, artifact_root: Path) -> str:
     with FileLock(str(lock_dir / "mlflow-store.lock")):
         if db is not None:
             sqlite_store.seed(db, artifact_root / "Default")  # a new store as a copy of a migrated empty one
+            sqlite_store.trust_known_head()  # its schema check: one query instead of alembic's scripts
         client = MlflowClient(tracking_uri=uri)
         found = client.get_experiment_by_name(experiment)
         if found is not None:
