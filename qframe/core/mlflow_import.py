@@ -1,4 +1,4 @@
-"""MLflow imported without the FastAPI gateway a qframe run never uses, and without the collector's passes.
+"""MLflow imported without what a qframe run never uses (its FastAPI gateway, alembic), and without the collector.
 
 ``import mlflow`` (and so ``import mlflow.<anything>``) runs ``mlflow/__init__``, which imports ``mlflow.genai``;
 its judges import ``mlflow.gateway.constants``, and so the ``mlflow.gateway`` package, whose ``__init__`` imports
@@ -6,11 +6,18 @@ its judges import ``mlflow.gateway.constants``, and so the ``mlflow.gateway`` pa
 records a run. :func:`defer_packages` runs that ``__init__`` when one of the package's attributes is first read
 instead of when it is imported: ``from mlflow.gateway import get_gateway_uri`` works as before (the ``__init__``
 runs then), and a submodule (``mlflow.gateway.constants``) imports as usual, with only its own imports. The
-``__init__`` only re-exports two names (no registration, no side effect), which is what makes deferring it safe;
-that is checked for the MLflow versions in :data:`KNOWN_VERSIONS`, any other MLflow is imported as it is.
+``__init__`` only re-exports two names (no registration, no side effect), which is what makes deferring it safe.
 (``importlib.util.LazyLoader`` cannot do this: reading a package's ``__path__``, which importing any submodule
-does, already runs its ``__init__``. ``mlflow.genai``'s own ``__init__`` cannot be deferred: its modules import
-each other in cycles that only resolve in the order it imports them.)
+does, already runs its ``__init__``. ``mlflow.genai``'s and alembic's own ``__init__`` cannot be deferred: their
+modules import each other in cycles that only resolve in the order those ``__init__`` modules import them.)
+
+MLflow's SQL store (``mlflow.store.db.utils``) imports alembic's ``MigrationContext`` and ``ScriptDirectory`` at
+the top, for its schema check and its migrations; the alembic package imports its migration runtime and every
+database's DDL implementation (~0.1 s). While that one module runs, the two modules it imports them from are stand-ins
+(:data:`STAND_INS`) whose names import the real alembic when first used: a store whose schema check
+:func:`qframe.core.sqlite_store.trust_known_head` answers never imports alembic; one that MLflow checks or migrates
+imports it then, as before. Both are done only for the MLflow versions in :data:`KNOWN_VERSIONS`; any other MLflow
+is imported as it is.
 
 :func:`quiet_gc` is the other half: importing MLflow and its SQL store leaves ~400 000 objects tracked by the
 cyclic collector, nearly all of them living as long as the process (a collection right after finds ~1 500
@@ -33,8 +40,39 @@ from typing import Any
 
 #: packages whose ``__init__`` runs on first attribute use (a pure re-export in the known versions)
 DEFERRED = ("mlflow.gateway",)
-#: the MLflow versions whose deferred ``__init__`` modules are known to only re-export names
+#: module -> {module it imports names from: those names}: while it runs, those modules are stand-ins holding
+#: stand-ins for the names, which import the real module when first used. MLflow's SQL store imports alembic's
+#: ``MigrationContext`` and ``ScriptDirectory`` at the top, for its schema check and its migrations (which
+#: :func:`qframe.core.sqlite_store.trust_known_head` spares a current sqlite store); alembic's package imports its
+#: migration runtime and every database's DDL implementation (~0.1 s).
+STAND_INS = {
+    "mlflow.store.db.utils": {"alembic.migration": ("MigrationContext",), "alembic.script": ("ScriptDirectory",)},
+}
+#: the MLflow versions whose deferred modules are known to be only re-exports, and whose SQL store uses those names
+#: only by attribute (``MigrationContext.configure(...)``, ``ScriptDirectory.from_config(...)``)
 KNOWN_VERSIONS = ("3.17.",)
+
+
+class _StandIn:
+    """Stands for ``module.name`` until used: reading an attribute or calling imports the real module and forwards
+    to the real object (``MigrationContext.configure(...)`` works; ``isinstance`` against a stand-in does not)."""
+
+    __slots__ = ("_module", "_name")
+
+    def __init__(self, module: str, name: str) -> None:
+        self._module, self._name = module, name
+
+    def _target(self) -> Any:
+        return getattr(importlib.import_module(self._module), self._name)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target(), name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._target()(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<{self._module}.{self._name}, imported when used>"
 
 
 class _DeferredInit(importlib.abc.Loader):
@@ -62,16 +100,42 @@ class _DeferredInit(importlib.abc.Loader):
         return getattr(self.loader, name)
 
 
+class _WithStandIns(_DeferredInit):
+    """The module's own loader, running its code while :data:`STAND_INS` stand in for the modules it imports from
+    (only where none of them is imported yet); afterwards those names import as usual."""
+
+    def exec_module(self, module: ModuleType) -> None:
+        wanted = STAND_INS[module.__name__]
+        if any(name.split(".", 1)[0] in sys.modules for name in wanted):
+            self.loader.exec_module(module)
+            return
+        stand_ins = {name: ModuleType(name, "stands in while another module imports from it") for name in wanted}
+        for name, stand_in in stand_ins.items():
+            for attribute in wanted[name]:
+                setattr(stand_in, attribute, _StandIn(name, attribute))
+        sys.modules.update(stand_ins)
+        try:
+            self.loader.exec_module(module)
+        finally:
+            for name, stand_in in stand_ins.items():
+                if sys.modules.get(name) is stand_in:
+                    del sys.modules[name]
+
+
 class _DeferringFinder(importlib.abc.MetaPathFinder):
-    """Finds the :data:`DEFERRED` packages as the other finders would, and wraps their loader."""
+    """Finds the :data:`DEFERRED` and :data:`STAND_INS` modules as the other finders would, and wraps their
+    loader, while a known MLflow is imported."""
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
-        if name not in DEFERRED or not _known_version():
+        if (name not in DEFERRED and name not in STAND_INS) or not _known_version():
             return None
         spec = importlib.machinery.PathFinder.find_spec(name, path, target)
-        if spec is None or spec.loader is None or spec.submodule_search_locations is None:
+        if spec is None or spec.loader is None:
             return None
-        spec.loader = _DeferredInit(spec.loader)
+        if name in STAND_INS:
+            spec.loader = _WithStandIns(spec.loader)
+        elif spec.submodule_search_locations is not None:
+            spec.loader = _DeferredInit(spec.loader)
         return spec
 
 
@@ -85,8 +149,7 @@ _FINDER = _DeferringFinder()
 
 
 def defer_packages() -> None:
-    """Install the finder (once) that defers :data:`DEFERRED`'s ``__init__`` code; no effect once MLflow is
-    imported."""
+    """Install the finder (once) that defers :data:`DEFERRED`'s code; no effect on what is imported already."""
     if _FINDER not in sys.meta_path:
         sys.meta_path.insert(0, _FINDER)
 
