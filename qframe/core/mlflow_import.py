@@ -157,16 +157,23 @@ def defer_packages() -> None:
 @contextmanager
 def quiet_gc() -> Iterator[None]:
     """No cyclic collection while the block imports; what exists at its end is left out of later passes (it lives
-    as long as the process). Nothing is changed where the collector is off already (a caller's choice)."""
-    if not gc.isenabled():
+    as long as the process). Only the first block in a process does this (the one that imports): a long-lived
+    worker that records many runs goes on collecting what each run leaves. Nothing is changed where the collector
+    is off already (a caller's choice)."""
+    global _QUIETED
+    if _QUIETED or not gc.isenabled():
         yield
         return
+    _QUIETED = True
     gc.disable()
     try:
         yield
     finally:
         gc.freeze()
         gc.enable()
+
+
+_QUIETED = False
 
 
 def import_mlflow() -> ModuleType:
