@@ -8,6 +8,7 @@ store at the same time crash on schema migration.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -355,6 +356,18 @@ class DeferredRun:
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        try:
+            return self._end(exc)
+        finally:
+            if self.run is not None:
+                # the store's connections closed with the run: nothing of it is left for the process's exit
+                # (the `qframe` command skips the exit's collection, qframe.cli.freeze_for_exit); a failure here
+                # must not hide the run's own error
+                with contextlib.suppress(Exception):
+                    release_connections(self.uri)
+
+    def _end(self, exc: BaseException | None) -> bool:
+        """End the run FINISHED, or FAILED / KILLED with the reason (see the class doc)."""
         import mlflow
 
         if exc is None:
