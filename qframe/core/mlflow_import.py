@@ -63,7 +63,10 @@ class _StandIn:
         self._module, self._name = module, name
 
     def _target(self) -> Any:
-        return getattr(importlib.import_module(self._module), self._name)
+        target = getattr(importlib.import_module(self._module), self._name)
+        if isinstance(target, _StandIn):  # used while the importing module still runs: the real one is not there yet
+            raise ImportError(f"{self._module}.{self._name} is used before {self._module} can be imported")
+        return target
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._target(), name)
