@@ -5,7 +5,10 @@
 Each case runs in a new interpreter with ``-X importtime``: the wall time of the whole process and the sum of the
 modules' own import times (what ``-X importtime`` prints, in seconds), with the libraries of interest and what they
 cost. ``lightgbm (plain)`` vs ``lightgbm (qframe)`` is the A/B of importing it without its scikit-learn estimators
-(qframe/plugins/models/lightgbm_import.py). ``--run`` adds a small LightGBM run (40 x 320 market, 30 rounds).
+(qframe/plugins/models/lightgbm_import.py). ``--run`` adds a small LightGBM run (40 x 320 market, 30 rounds), its
+first in the temporary directory (the store is created) and the later ones warm: a run's wall there is mostly its
+imports, MLflow's set-up and the process's exit. The interpreter's ``python`` is the one timed: another checkout's
+venv python running this script measures that checkout.
 """
 
 from __future__ import annotations
@@ -34,7 +37,21 @@ CASES = {
     "lightgbm (plain)": ["-c", "import lightgbm"],
     "lightgbm (qframe)": ["-c", "from qframe.plugins.models.lightgbm import LightGBMModel"],
 }
-LIBRARIES = ("numpy", "pandas", "hydra", "lightgbm", "sklearn", "scipy", "mlflow", "sqlalchemy", "matplotlib", "torch")
+LIBRARIES = (
+    "numpy",
+    "pandas",
+    "hydra",
+    "lightgbm",
+    "sklearn",
+    "scipy",
+    "mlflow",
+    "sqlalchemy",
+    "alembic",
+    "fastapi",
+    "git",
+    "matplotlib",
+    "torch",
+)
 LINE = re.compile(r"import time:\s+(\d+) \|\s+\d+ \|( *)(\S+)")
 
 

@@ -62,6 +62,9 @@ def child(overrides: list[str], workdir: str) -> None:
             }
         )
     )
+    from qframe.cli import freeze_for_exit
+
+    freeze_for_exit()  # what the `qframe` command does before its process exits
 
 
 def standalone(overrides: list[str], workdir: str) -> None:

@@ -176,6 +176,7 @@ class QFrameTask:
         "pyarrow.parquet",
         "pandas.io.parquet",
         "qframe.plugins.models.lightgbm",  # lightgbm without scikit-learn (qframe.plugins.models.lightgbm_import)
+        "qframe.core.tracking",  # before mlflow: MLflow without its FastAPI gateway (qframe.core.mlflow_import)
         "mlflow",
         # imported by mlflow.set_tracking_uri (tracing's no-op provider): ~0.03 s a run otherwise
         "mlflow.tracing.processor.base_mlflow",

@@ -8,6 +8,7 @@ raises while composing the config are turned into such a line too.
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import sys
@@ -124,13 +125,31 @@ def check_override_syntax(overrides: list[str]) -> str | None:
     return None
 
 
+def freeze_for_exit() -> None:
+    """Leave every object alive now out of the cyclic collector's passes, for a process about to exit.
+
+    The interpreter's teardown clears every module and runs the collector over what a run left (MLflow, SQLAlchemy,
+    pandas, Hydra: ~300 000 objects): ~0.9 s after the result is printed, for nothing the run needs. Frozen, the
+    teardown takes ~0.05 s. What a frozen cycle would have done when collected is skipped; nothing of a record
+    waits for that: the run's store committed every write before its run ended, files are closed where written,
+    and ``atexit`` handlers (logging's flush and close) still run.
+    """
+    gc.freeze()
+
+
 def main(argv: list[str] | None = None) -> None:
+    """The console script (``argv``: None, the process's own arguments; the process then exits, see
+    :func:`freeze_for_exit`), or a command line run in this process (``argv`` given: nothing frozen)."""
+    exiting = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         sys.exit(_main(argv))
     except BrokenPipeError:  # `qframe --help | head`: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
+    finally:
+        if exiting:
+            freeze_for_exit()
 
 
 def _subcommand(name: str) -> Callable[[list[str]], int] | None:

@@ -94,12 +94,110 @@ def test_registering_the_plugins_imports_no_component(tmp_path):
     assert "AFTER True True" in out, out
 
 
+#: what MLflow's own import brings that a run never uses: its AI gateway's web framework (qframe.core.mlflow_import)
+GATEWAY = ("fastapi", "starlette", "mlflow.gateway.utils")
+#: what opening a current sqlite store does not need: alembic (its schema check, qframe.core.sqlite_store)
+MIGRATIONS = ("alembic",)
+
+
 def test_a_run_imports_only_what_it_uses(tmp_path):
-    """A ridge run without plots records to MLflow and imports neither LightGBM, torch, scikit-learn nor matplotlib."""
-    run, imported = qframe_imports([*SMALL, "model=linear", "recording.plots=false"], tmp_path)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert "MLflow run" in run.stdout
-    assert imported == {"mlflow"}
+    """A ridge run without plots records to MLflow and imports neither LightGBM, torch, scikit-learn, matplotlib nor
+    MLflow's FastAPI gateway; a run on the existing store (at MLflow's head) does not import alembic either (the
+    first may, to make this MLflow version's template store)."""
+    args = [*SMALL, "model=linear", "recording.plots=false"]
+    for libraries in (HEAVY + GATEWAY, HEAVY + GATEWAY + MIGRATIONS):
+        run, imported = qframe_imports(args, tmp_path, libraries)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert "MLflow run" in run.stdout
+        assert imported == {"mlflow"}
+
+
+def test_mlflow_imported_without_its_gateway_keeps_the_gateway_and_genai_apis(tmp_path):
+    """The deferred ``mlflow.gateway`` runs its ``__init__`` on first use; ``mlflow.genai`` and the SQL store import
+    as before; an MLflow version not known to qframe is imported as it is."""
+    proc = python(
+        f"""
+        import sys
+        from qframe.core import mlflow_import
+
+        mlflow = mlflow_import.import_mlflow()
+        import mlflow.store.tracking.sqlalchemy_store  # the run's store: imports genai's scorers and judges
+        print("BEFORE", sorted(set({GATEWAY!r}) & set(sys.modules)))
+        from mlflow.gateway import get_gateway_uri  # the deferred __init__ runs here
+        from mlflow.genai import make_judge, evaluate
+
+        print("AFTER", sorted(set({GATEWAY!r}) & set(sys.modules)), callable(get_gateway_uri), callable(evaluate))
+        print("GENAI", mlflow.genai.scorers.Scorer.__name__, mlflow.gateway.constants.GatewayCaller.JUDGE.value)
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
+    assert lines["BEFORE"] == "[]"
+    assert lines["AFTER"] == f"{sorted(GATEWAY)} True True"
+    assert lines["GENAI"] == "Scorer judge"
+    other = python(
+        """
+        import sys
+        from qframe.core import mlflow_import
+
+        mlflow_import.KNOWN_VERSIONS = ("0.0.",)
+        mlflow_import.import_mlflow()
+        print("LOADED", "fastapi" in sys.modules)
+        """,
+        tmp_path,
+    )
+    assert other.returncode == 0 and "LOADED True" in other.stdout, other.stderr[-3000:]
+
+
+def test_quiet_gc_freezes_what_the_first_block_imported_and_restores_the_collector(tmp_path):
+    proc = python(
+        """
+        import gc
+        from qframe.core.mlflow_import import quiet_gc
+
+        with quiet_gc():
+            disabled = not gc.isenabled()
+            held = [[i] for i in range(1000)]  # tracked containers made inside the block
+        frozen = gc.get_freeze_count()
+        print("FIRST", disabled, gc.isenabled(), frozen >= len(held))
+        with quiet_gc():  # a later block (a worker's next run): the collector as usual
+            print("LATER", gc.isenabled(), gc.get_freeze_count() == frozen)
+        gc.disable()
+        with quiet_gc():
+            pass
+        print("OFF", gc.isenabled())
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "FIRST True True True" in proc.stdout and "LATER True True" in proc.stdout, proc.stdout
+    assert "OFF False" in proc.stdout, proc.stdout
+
+
+def test_the_console_script_freezes_its_objects_before_exit_and_an_in_process_call_does_not(tmp_path):
+    """``qframe`` (the console script, ``main()``) leaves its objects out of the exit's collection; ``main(argv)``
+    called by other code does not change the caller's collector."""
+    proc = python(
+        """
+        import gc, sys
+        from qframe.cli import main
+
+        try:
+            main(["--version"])
+        except SystemExit:
+            pass
+        print("CALL", gc.get_freeze_count())
+        sys.argv = ["qframe", "--version"]
+        try:
+            main()
+        except SystemExit:
+            print("SCRIPT", gc.get_freeze_count() > 0)
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "CALL 0" in proc.stdout and "SCRIPT True" in proc.stdout, proc.stdout
 
 
 def test_lightgbm_model_fits_without_importing_scikit_learn(tmp_path):

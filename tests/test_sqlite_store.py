@@ -58,3 +58,31 @@ def test_only_absolute_sqlite_uris_are_seeded(tmp_path):
     assert sqlite_store.sqlite_file("sqlite:///relative.db") is None
     assert sqlite_store.sqlite_file("sqlite:///:memory:") is None
     assert sqlite_store.sqlite_file("postgresql://localhost/test") is None
+
+
+def test_a_store_at_the_templates_head_skips_alembic_and_any_other_gets_mlflows_check(tmp_path, monkeypatch):
+    """The schema check of a sqlite store at the head is one query; a store at another revision still gets MLflow's
+    own check, and its error."""
+    import mlflow.store.db.utils as db_utils
+    import pytest
+    from mlflow.exceptions import MlflowException
+
+    assert sqlite_store.trust_known_head() and sqlite_store.trust_known_head()  # installed once, idempotent
+    heads = []  # alembic's head look-up (its migration scripts), counted around the real function
+    real = db_utils._get_latest_schema_revision
+    monkeypatch.setattr(db_utils, "_get_latest_schema_revision", lambda: heads.append(1) or real())
+
+    current = tmp_path / "current.db"
+    assert sqlite_store.seed(current, tmp_path / "artifacts" / "Default")
+    assert sqlite_store.revision(current) == real()
+    assert [e.name for e in MlflowClient(tracking_uri=f"sqlite:///{current}").search_experiments()] == ["Default"]
+    assert heads == []
+
+    old = tmp_path / "old.db"
+    assert sqlite_store.seed(old, tmp_path / "artifacts" / "Default")
+    with sqlite3.connect(old) as con:
+        con.execute("UPDATE alembic_version SET version_num = '451aebb31d03'")  # an early MLflow migration
+    with pytest.raises(MlflowException, match="out-of-date database schema"):
+        MlflowClient(tracking_uri=f"sqlite:///{old}").search_experiments()
+    assert heads == [1]
+    assert sqlite_store.revision(tmp_path / "missing.db") is None

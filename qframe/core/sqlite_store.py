@@ -6,6 +6,12 @@ in a private per-user directory under the system temp dir; every new store after
 ``Default`` experiment's artifact location and time stamps set for the new store. Anything unexpected (an MLflow
 whose empty store holds more than the ``Default`` experiment, a directory owned by someone else, an I/O error) skips
 the shortcut: MLflow then creates the store itself, as it always would.
+
+Opening a store, MLflow checks its schema against the newest of its migrations (``_verify_schema``: alembic reads
+its ~100 migration scripts for the head revision, ~35 ms a process). :func:`trust_known_head` answers that check for
+a sqlite store with one query: a store whose ``alembic_version`` is the revision of this MLflow version's template
+(the head MLflow itself migrated the template to) passes, as it would have; any other store, or no template, gets
+MLflow's own check (and its error for an out-of-date store).
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ import shutil
 import sqlite3
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock
 
@@ -53,16 +61,23 @@ def _is_empty_store(path: Path) -> bool:
     return experiments == [(0, "Default")] and runs == 0
 
 
+def _template_path() -> Path | None:
+    """Where this MLflow version's template store is (or goes); None without a private directory for it."""
+    import mlflow
+
+    directory = _template_dir()
+    return None if directory is None else directory / f"mlflow-{mlflow.__version__}-empty.db"
+
+
 def _template() -> Path | None:
     """The migrated empty store of this MLflow version, created on first use (under a lock; an MLflow whose new store
     is not empty raises, and leaves no template)."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    directory = _template_dir()
-    if directory is None:
+    template = _template_path()
+    if template is None:
         return None
-    template = directory / f"mlflow-{mlflow.__version__}-empty.db"
     with FileLock(str(template) + ".lock"):
         if not template.exists():
             with atomic_path(template) as building:
@@ -103,3 +118,45 @@ def seed(db: Path, default_artifacts: Path) -> bool:
         for leftover in db.parent.glob(f".{db.name}.seeding-{os.getpid()}"):
             leftover.unlink(missing_ok=True)
         return False
+
+
+def revision(path: Path) -> str | None:
+    """The schema revision (``alembic_version``) of the sqlite store at ``path``; None when it has none."""
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as con:
+            row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None
+
+
+#: the MLflow versions whose store calls ``mlflow.store.db.utils._verify_schema(engine)`` once it is open
+_KNOWN_VERSIONS = ("3.17.",)
+
+
+def trust_known_head() -> bool:
+    """Answer MLflow's schema check of sqlite stores at this version's head with one query (see the module doc);
+    True when installed (once per process), False for an MLflow version not known to check that way."""
+    import mlflow
+
+    if not mlflow.__version__.startswith(_KNOWN_VERSIONS):
+        return False
+    import mlflow.store.db.utils as db_utils
+
+    mlflow_check = db_utils._verify_schema
+    if getattr(mlflow_check, "qframe_known_head", False):
+        return True
+
+    def _verify_schema(engine: Any) -> None:
+        database = engine.url.database if engine.dialect.name == "sqlite" else None
+        if database and database != ":memory:":
+            template = _template_path()
+            if template is not None and template.exists():
+                head = revision(template)
+                if head is not None and revision(Path(database)) == head:
+                    return
+        mlflow_check(engine)
+
+    _verify_schema.qframe_known_head = True  # type: ignore[attr-defined]
+    db_utils._verify_schema = _verify_schema
+    return True

@@ -8,6 +8,7 @@ store at the same time crash on schema migration.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -28,8 +29,11 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 from filelock import FileLock  # noqa: E402
 
 import qframe  # noqa: E402
-from qframe.core import sqlite_store, stores  # noqa: E402
+from qframe.core import mlflow_import, sqlite_store, stores  # noqa: E402
 from qframe.core.context import RunLocation, TrialIdentity  # noqa: E402
+
+# whoever imports MLflow first in this process (the set-up thread, a sweep's preload) imports it without FastAPI
+mlflow_import.defer_packages()
 
 
 def ensure_experiment(uri: str, experiment: str, artifact_root: Path) -> str:
@@ -61,6 +65,7 @@ def _ensure_experiment(uri: str, experiment: str, artifact_root: Path) -> str:
     with FileLock(str(lock_dir / "mlflow-store.lock")):
         if db is not None:
             sqlite_store.seed(db, artifact_root / "Default")  # a new store as a copy of a migrated empty one
+            sqlite_store.trust_known_head()  # its schema check: one query instead of alembic's scripts
         client = MlflowClient(tracking_uri=uri)
         found = client.get_experiment_by_name(experiment)
         if found is not None:
@@ -273,9 +278,13 @@ class DeferredRun:
 
     def _set_up(self) -> None:
         try:
-            import mlflow  # noqa: F401 - the slow part, done here off the main thread
+            # the slow part, done here off the main thread: MLflow's import and its store's (SQLAlchemy)
+            with mlflow_import.quiet_gc():
+                mlflow_import.import_mlflow()
+                self._experiment_id = ensure_experiment(self.uri, self.experiment, self.artifact_root)
+                from mlflow.tracking.context.registry import resolve_tags
 
-            self._experiment_id = ensure_experiment(self.uri, self.experiment, self.artifact_root)
+                resolve_tags()  # the run-context providers cache what they find (GitPython's git info) here
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread by start()
             self._error = exc
 
@@ -293,11 +302,11 @@ class DeferredRun:
 
         ``tags`` are written with the run itself; the params with the first :meth:`log`: a run costs few writes.
         """
-        import mlflow
-
-        self.settle()
+        self.settle()  # first: `import mlflow` would wait for the set-up thread's, uncounted
         if self._error is not None:
             raise self._error
+        import mlflow
+
         mlflow.set_tracking_uri(self.uri)
         tags = dict(tags or {})
         if self.trial.parent_run_id:
@@ -347,6 +356,18 @@ class DeferredRun:
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        try:
+            return self._end(exc)
+        finally:
+            if self.run is not None:
+                # the store's connections closed with the run: nothing of it is left for the process's exit
+                # (the `qframe` command skips the exit's collection, qframe.cli.freeze_for_exit); a failure here
+                # must not hide the run's own error
+                with contextlib.suppress(Exception):
+                    release_connections(self.uri)
+
+    def _end(self, exc: BaseException | None) -> bool:
+        """End the run FINISHED, or FAILED / KILLED with the reason (see the class doc)."""
         import mlflow
 
         if exc is None:
