@@ -174,7 +174,6 @@ def test_a_warm_single_run_loads_the_bins_the_cold_one_stored_and_predicts_the_s
     client = MlflowClient(locate(compose(tmp_path, *base)).tracking_uri)
     bins = [client.get_run(r.run_id).data.params["fit.bins"] for r in (cold, warm, own, uncached)]
     assert bins == ["stored", "reused", "built", "built"]
-    assert warm.timings["fit binning"] < cold.timings["fit binning"]
     expected = _predictions(cold)
     assert len(expected) > 1000 and expected.notna().all().all()
     for other in (warm, own, uncached):
