@@ -19,6 +19,7 @@ at once.
 from __future__ import annotations
 
 import contextlib
+import json
 import shlex
 import subprocess
 import sys
@@ -60,16 +61,22 @@ def database():
         yield uri
 
 
-def alive_node_ids(cluster) -> set[str]:
-    """The ids of the cluster's alive nodes (a fresh driver asks its GCS)."""
+@pytest.fixture(scope="module")
+def node_ids(cluster) -> dict[str, str]:
+    """The Ray node id of each node, ``{"head": ..., "worker": ...}``: a fresh driver asks the cluster's GCS once
+    (the worker node is the one whose raylet listens on the port chosen for it; the nodes stay until the last test
+    kills the worker)."""
+    (port,) = [int(a.split("=", 1)[1]) for a in cluster.worker.args if str(a).startswith("--node-manager-port=")]
     probe = (
-        f"import ray; ray.init(address={cluster.address!r}, logging_level='ERROR');"
-        "print(' '.join(n['NodeID'] for n in ray.nodes() if n['Alive']))"
+        f"import json, ray; ray.init(address={cluster.address!r}, logging_level='ERROR');"
+        "print(json.dumps({n['NodeID']: n['NodeManagerPort'] for n in ray.nodes() if n['Alive']}))"
     )
     out = subprocess.run(
-        [sys.executable, "-c", probe], env=cluster.env, capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, "-c", probe], env=cluster.env, capture_output=True, text=True, timeout=180, check=True
     )
-    return set(out.stdout.strip().splitlines()[-1].split())
+    ports = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(ports) == 2 and port in ports.values(), ports
+    return {("worker" if p == port else "head"): node for node, p in ports.items()}
 
 
 # -- docs/tracking.md's recipe: Hydra's Ray launcher, a tracking server on PostgreSQL ---------------------------------
@@ -125,7 +132,7 @@ def documented_server(command: str, database: str, tmp: Path) -> Iterator[str]:
         services.stop_group(proc)
 
 
-def test_the_documented_ray_cluster_recipe_runs_and_records_where_each_trial_ran(cluster, tmp_path, database):
+def test_the_documented_ray_cluster_recipe_runs_and_records_where_each_trial_ran(cluster, node_ids, tmp_path, database):
     """docs/tracking.md's two commands, as printed but for the test's own ports, host and database: an ``mlflow
     server`` on PostgreSQL, then a sweep of 6 trials, 2 at a time, through Hydra's Ray launcher given only the
     address of a two-node cluster. Every trial finishes, recorded on the server; their location tags show both
@@ -153,7 +160,7 @@ def test_the_documented_ray_cluster_recipe_runs_and_records_where_each_trial_ran
         client = MlflowClient(url)
         experiment = client.get_experiment_by_name("qframe")
         runs = client.search_runs([experiment.experiment_id], "tags.qframe.trial LIKE '%'", max_results=50)
-    alive = alive_node_ids(cluster)
+    alive = set(node_ids.values())
     assert sorted(int(r.data.tags["qframe.trial"]) for r in runs) == list(range(6))
     assert {r.info.status for r in runs} == {"FINISHED"}
     nodes = {r.data.tags["qframe.node"] for r in runs}
@@ -165,7 +172,7 @@ def test_the_documented_ray_cluster_recipe_runs_and_records_where_each_trial_ran
 # -- qframe's own Ray launcher -------------------------------------------------------------------------------------
 
 
-def test_a_sweep_on_two_nodes_refills_its_slots_and_records_where_each_trial_ran(cluster, database, tmp_path):
+def test_a_sweep_on_two_nodes_refills_its_slots_and_records_where_each_trial_ran(cluster, node_ids, database, tmp_path):
     from mlflow.tracking import MlflowClient
 
     # a loaded machine: the server imports MLflow and creates its tables in a new database (minutes at worst)
@@ -197,7 +204,7 @@ def test_a_sweep_on_two_nodes_refills_its_slots_and_records_where_each_trial_ran
         client = MlflowClient(server.url)
         experiment = client.get_experiment_by_name("qframe")
         runs = client.search_runs([experiment.experiment_id], "tags.qframe.trial LIKE '%'", max_results=50)
-    alive = alive_node_ids(cluster)
+    alive = set(node_ids.values())
     output = proc.stdout + proc.stderr
     # the inputs were loaded and put into the object store once, for all six trials
     assert output.count("put the jobs' shared inputs into Ray's object store") == 1, output[-3000:]
@@ -220,7 +227,7 @@ def test_a_sweep_on_two_nodes_refills_its_slots_and_records_where_each_trial_ran
     assert refills_beside_a_running_trial >= 2, spans
 
 
-def test_killing_a_node_mid_sweep_costs_only_its_trial_which_is_retried(cluster, tmp_path):
+def test_killing_a_node_mid_sweep_costs_only_its_trial_which_is_retried(cluster, node_ids, tmp_path):
     """Last of the cluster tests: the worker node stays dead."""
     log, sweep = tmp_path / "jobs.log", tmp_path / "sweep"
     log.touch()
@@ -235,7 +242,7 @@ def test_killing_a_node_mid_sweep_costs_only_its_trial_which_is_retried(cluster,
         f"log={log}",
         f"hydra.sweep.dir={sweep}",
     ]
-    worker = worker_node_id(cluster)
+    worker = node_ids["worker"]
     # files, not pipes: Ray forwards its workers' output to the driver, which must never block on a full pipe
     stdout, stderr = tmp_path / "sweep.out", tmp_path / "sweep.err"
     with stdout.open("w") as out, stderr.open("w") as err:
@@ -260,19 +267,6 @@ def test_killing_a_node_mid_sweep_costs_only_its_trial_which_is_retried(cluster,
     assert attempt["job"] == killed_job and attempt["status"] == "retried", attempt
     assert attempt["error"].startswith(f"RayActorError: the Ray worker running job {killed_job} died"), attempt
     assert retried[0]["status"] == "complete" and retried[0]["job"] != killed_job
-
-
-def worker_node_id(cluster) -> str:
-    """The Ray node id of the cluster's worker node (the one whose raylet listens on the port chosen for it)."""
-    (port,) = [int(a.split("=", 1)[1]) for a in cluster.worker.args if str(a).startswith("--node-manager-port=")]
-    probe = (
-        f"import ray; ray.init(address={cluster.address!r}, logging_level='ERROR');"
-        f"print([n['NodeID'] for n in ray.nodes() if n['Alive'] and n['NodeManagerPort'] == {port}][0])"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", probe], env=cluster.env, capture_output=True, text=True, timeout=180, check=True
-    )
-    return out.stdout.strip().splitlines()[-1]
 
 
 def _job_on_worker_node(log: Path, worker: str, deadline: float, proc: subprocess.Popen, stderr: Path) -> int:
