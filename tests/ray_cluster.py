@@ -45,6 +45,9 @@ def ray_env(temp_dir: str | Path) -> dict[str, str]:
         # a test node has nothing to drain: SIGTERM stops it at once (Ray drains a SIGTERMed `ray start` node first,
         # up to 30 s, through a GCS that the same signal to the group is stopping)
         "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+        # a killed node is seen dead after 5 failed health checks: 1 s apart (Ray's default 3 s) that is ~5 s, not
+        # ~15 s; a live node still needs 5 checks in a row unanswered for 10 s each (the timeout) to be called dead
+        "RAY_health_check_period_ms": "1000",
         "MLFLOW_DISABLE_TELEMETRY": "true",
     }
 
