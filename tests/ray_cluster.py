@@ -42,6 +42,12 @@ def ray_env(temp_dir: str | Path) -> dict[str, str]:
         "RAY_AUTH_MODE": "disabled",
         "RAY_TMPDIR": str(temp_dir),
         "RAY_USAGE_STATS_ENABLED": "0",
+        # a test node has nothing to drain: SIGTERM stops it at once (Ray drains a SIGTERMed `ray start` node first,
+        # up to 30 s, through a GCS that the same signal to the group is stopping)
+        "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+        # a killed node is seen dead after 5 failed health checks: 1 s apart (Ray's default 3 s) that is ~5 s, not
+        # ~15 s; a live node still needs 5 checks in a row unanswered for 10 s each (the timeout) to be called dead
+        "RAY_health_check_period_ms": "1000",
         "MLFLOW_DISABLE_TELEMETRY": "true",
     }
 
@@ -160,7 +166,9 @@ def ray_cluster(nodes: int = 2, num_cpus: int = 1) -> Iterator[Cluster]:
         _wait_started(head, logs[0])
         if nodes >= 2:
             logs.append(temp_dir / "worker.log")
+            # one log monitor a host (Ray's advice): the head's reads the session's logs, the worker node's too
             worker_args = [f"--address={address}", "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}"]
+            worker_args.append("--include-log-monitor=false")
             for attempt in range(START_ATTEMPTS):
                 cluster.worker = _start([*worker_args, *_node_ports()], env, logs[1])
                 try:

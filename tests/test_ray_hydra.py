@@ -1,20 +1,15 @@
-"""Hydra's own Ray launcher (``hydra/launcher=ray``) on a cluster, and what qframe settles before a multirun starts
+"""Hydra's own Ray launcher (``hydra/launcher=ray``) and what qframe settles before a multirun starts
 (qframe/launch/callbacks.py, qframe/launch/placement.py): the Ray connection defaults, a store every job reaches,
 and where each trial ran (``qframe.host``, ``qframe.pid``, ``qframe.node``).
 
-The cluster test starts two Ray nodes bound to 127.0.0.1 (a directory of its own, RAY_AUTH_MODE=disabled) and an
-``mlflow server`` on a fresh PostgreSQL database, and stops them all.
+docs/tracking.md's recipe on a two-node Ray cluster (an ``mlflow server`` on a fresh PostgreSQL database, the sweep
+given the cluster's address) is in tests/test_ray_cluster.py, on the cluster that module shares.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shlex
-import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,15 +21,11 @@ try:
 except ImportError:
     sys.path.insert(0, str(Path(__file__).parent))
     import tracking_services as services
-from ray_cluster import ray_cluster  # noqa: E402 - found on the path set above
-from test_sweep import SMALL  # the tiny LightGBM sweep of the end-to-end tests
 
 from qframe.app import conf_dir
 from qframe.core.tracking import location_tags
 from qframe.launch.callbacks import check_tracking_reach, ray_connect_defaults
 from qframe.launch.placement import launcher_of, tracking_reach_error
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def composed(overrides: list[str]):
@@ -152,111 +143,3 @@ def test_location_tags_outside_ray_name_this_host_and_process():
     tags = location_tags()
     assert tags["qframe.pid"] == str(os.getpid())
     assert tags["qframe.node"] == tags["qframe.host"] != ""
-
-
-def node_ids(cluster) -> set[str]:
-    """The ids of the cluster's alive nodes (a fresh driver asks its GCS)."""
-    probe = (
-        f"import ray; ray.init(address={cluster.address!r}, logging_level='ERROR');"
-        "print(' '.join(n['NodeID'] for n in ray.nodes() if n['Alive']))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", probe], env=cluster.env, capture_output=True, text=True, timeout=120, check=True
-    )
-    return set(out.stdout.strip().splitlines()[-1].split())
-
-
-# -- the whole thing: a sweep through Hydra's Ray launcher on a two-node cluster, a tracking server on PostgreSQL --
-
-
-@pytest.fixture
-def database():
-    services.require_postgres()
-    with services.fresh_database() as uri:
-        yield uri
-
-
-def documented_recipe() -> tuple[str, str]:
-    """The two commands of docs/tracking.md's "A sweep on a Ray cluster": (the server's, the sweep's)."""
-    text = (ROOT / "docs" / "tracking.md").read_text()
-    section = text.split("### A sweep on a Ray cluster", 1)[1]
-    block = section.split("```text\n", 1)[1].split("```", 1)[0]
-    server, sweep = block.strip().splitlines()
-    assert server.startswith("mlflow server ") and sweep.startswith("qframe -m "), block
-    return server, sweep
-
-
-def made_local(command: str, replacements: dict[str, str]) -> list[str]:
-    """``command``'s words with each placeholder of ``replacements`` (a host, a port, a database) replaced; every
-    placeholder must be there: the printed command is the one run."""
-    for old, new in replacements.items():
-        assert old in command, (old, command)
-        command = command.replace(old, new)
-    return shlex.split(command)
-
-
-@contextlib.contextmanager
-def documented_server(command: str, database: str, tmp: Path) -> Iterator[str]:
-    """docs' ``mlflow server`` command on ``database``, 127.0.0.1 and a free port (one worker: a test's writers
-    are a handful); its URL once ``/health`` answers; stopped with its workers afterwards."""
-    port = services.free_port()
-    words = made_local(
-        command,
-        {
-            "postgresql://postgres@127.0.0.1:5432/mlflow": database,
-            "/srv/mlflow-artifacts": str(tmp / "served"),
-            "--host 0.0.0.0": "--host 127.0.0.1",  # this machine only: nothing reaches it from outside
-            "--port 5000": f"--port {port}",
-        },
-    )
-    words[0] = str(Path(sys.executable).parent / words[0])
-    log = tmp / "server.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [*words, "--workers", "1"], stdout=out, stderr=out, env=services.qframe_env(), start_new_session=True
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + services.SERVER_START_TIMEOUT
-        while not services._healthy(url):
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.3)
-        yield url
-    finally:
-        services.stop_group(proc)
-
-
-@pytest.mark.xdist_group("ray_cluster")
-def test_the_documented_ray_cluster_recipe_runs_and_records_where_each_trial_ran(tmp_path, database):
-    """docs/tracking.md's two commands, as printed but for the test's own ports, host and database: an ``mlflow
-    server`` on PostgreSQL, then a sweep of 6 trials, 2 at a time, through Hydra's Ray launcher given only the
-    address of a two-node cluster. Every trial finishes, recorded on the server; their location tags show both
-    nodes."""
-    pytest.importorskip("hydra_plugins.hydra_ray_launcher.ray_launcher", reason="the `scale` extra is not installed")
-    from mlflow.tracking import MlflowClient
-
-    server_command, sweep_command = documented_recipe()
-    with documented_server(server_command, database, tmp_path) as url, ray_cluster(nodes=2, num_cpus=1) as cluster:
-        sweep = tmp_path / "sweep"
-        words = made_local(sweep_command, {"http://tracking-host:5000": url, "ray-head:6379": cluster.address})
-        size = [*SMALL, "hydra.sweeper.n_trials=6", f"hydra.sweep.dir={sweep}", f"workdir={tmp_path / '.qframe'}"]
-        proc = subprocess.run(
-            [sys.executable, "-m", "qframe", *words[1:], *size],
-            cwd=tmp_path,
-            env={k: v for k, v in cluster.env.items() if not k.startswith(("QFRAME_", "MLFLOW_TRACKING"))},
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert proc.returncode == 0, proc.stderr[-4000:]
-        assert "sweep done: 6 complete, 0 failed" in proc.stdout, proc.stdout[-2000:]
-        client = MlflowClient(url)
-        experiment = client.get_experiment_by_name("qframe")
-        runs = client.search_runs([experiment.experiment_id], "tags.qframe.trial LIKE '%'", max_results=50)
-        alive = node_ids(cluster)
-    assert sorted(int(r.data.tags["qframe.trial"]) for r in runs) == list(range(6))
-    assert {r.info.status for r in runs} == {"FINISHED"}
-    nodes = {r.data.tags["qframe.node"] for r in runs}
-    assert nodes == alive and len(nodes) == 2, (nodes, alive)
-    assert len({r.data.tags["qframe.pid"] for r in runs}) >= 2  # Ray's worker processes, one node's each at least
-    assert {r.data.tags["qframe.host"] for r in runs} == {location_tags()["qframe.host"]}
