@@ -296,11 +296,13 @@ def report(runs: dict[str, list[dict]]) -> None:
     )
     cold = statistics.median(qlib_wall / x["wall"] for x in runs["cold"])
     warm = statistics.median(qlib_wall / x["wall"] for x in runs["warm"])
-    memory = statistics.median(x["peak_mb"] for x in runs["cold"] + runs["warm"]) / qlib_peak
+    # the memory target holds for both kinds of run: each side's largest peak
+    cold_mb, warm_mb = (max(x["peak_mb"] for x in runs[side]) / qlib_peak for side in ("cold", "warm"))
     verdict = {True: "met", False: "not met"}
     print(
         f"\ntargets: cold >= 4x Qlib's wall: {cold:.1f}x ({verdict[cold >= 4]}); warm >= 5x: {warm:.1f}x "
-        f"({verdict[warm >= 5]}); peak RSS <= 1/2 Qlib's: {memory:.2f} ({verdict[memory <= 0.5]})"
+        f"({verdict[warm >= 5]}); peak RSS <= 1/2 Qlib's: cold {cold_mb:.2f} ({verdict[cold_mb <= 0.5]}), "
+        f"warm {warm_mb:.2f} ({verdict[warm_mb <= 0.5]})"
     )
 
 
