@@ -19,6 +19,16 @@ def test_instrument_blocks_equal_whole_panel(small_market, monkeypatch):
     np.testing.assert_array_equal(blocks.inst, whole.inst)
 
 
+def test_a_block_of_one_instrument_equals_the_whole_panel(small_market, monkeypatch):
+    """A last block one instrument wide (300 instruments in blocks of 13 on the default market): its rolling
+    moments come back from pandas as a contiguous read-only array, which the features still write into."""
+    whole, _ = handler._compute_panel(small_market, Alpha158(), horizon=1)
+    n_instruments = small_market.shape[1]
+    monkeypatch.setattr(handler, "BLOCK_CELLS", small_market.shape[0] * (n_instruments - 1))  # N - 1, then 1
+    blocks, _ = handler._compute_panel(small_market, Alpha158(), horizon=1)
+    np.testing.assert_array_equal(blocks.X, whole.X)
+
+
 @pytest.mark.parametrize(("threads", "features"), [(2, Alpha158()), (3, Alpha158()), (2, Alpha360(window=10))])
 def test_instrument_blocks_in_threads_equal_whole_panel(small_market, monkeypatch, threads, features):
     """Blocks computed side by side (5 instruments each, the last one shorter) give the one-block numbers."""

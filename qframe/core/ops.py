@@ -301,7 +301,9 @@ def _flat_rolling(x: np.ndarray, window: int):
 
 def _unflat(series: pd.Series, shape: tuple[int, int], window: int) -> np.ndarray:
     T, N = shape
-    return np.ascontiguousarray(series.to_numpy().reshape(N, T + window - 1)[:, window - 1 :].T)
+    # one instrument (a block of width 1): the transposed slice is contiguous already, so ascontiguousarray
+    # returns the series' own read-only array, which callers write NaN into
+    return np.array(series.to_numpy().reshape(N, T + window - 1)[:, window - 1 :].T, order="C", copy=True)
 
 
 def corr(

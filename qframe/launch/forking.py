@@ -178,6 +178,7 @@ def prefork_task(task_function: Any, job: PlannedJob, idx: int) -> bool:
     except Exception as exc:  # noqa: BLE001 - the jobs themselves report what is wrong
         why = f"{type(exc).__name__}: {exc}"
         log.warning(f"preloading the jobs' shared inputs failed, each job loads its own: {why}")
+        log.debug("the preload's traceback", exc_info=True)
         return False
     finally:
         instance.cfg = previous
