@@ -132,13 +132,30 @@ def documented_server(command: str, database: str, tmp: Path) -> Iterator[str]:
         services.stop_group(proc)
 
 
+def six_trial_sweep(
+    args: list[str], env: dict[str, str], cwd: Path, url: str
+) -> tuple[subprocess.CompletedProcess, list]:
+    """``qframe ARGS`` (a 6-trial sweep) with ``env``; asserts it completed every trial; its output and the trial
+    runs recorded at ``url``."""
+    from mlflow.tracking import MlflowClient
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "qframe", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "sweep done: 6 complete, 0 failed" in proc.stdout, proc.stdout[-2000:]
+    client = MlflowClient(url)
+    experiment = client.get_experiment_by_name("qframe")
+    runs = client.search_runs([experiment.experiment_id], "tags.qframe.trial LIKE '%'", max_results=50)
+    return proc, runs
+
+
 def test_the_documented_ray_cluster_recipe_runs_and_records_where_each_trial_ran(cluster, node_ids, tmp_path, database):
     """docs/tracking.md's two commands, as printed but for the test's own ports, host and database: an ``mlflow
     server`` on PostgreSQL, then a sweep of 6 trials, 2 at a time, through Hydra's Ray launcher given only the
     address of a two-node cluster. Every trial finishes, recorded on the server; their location tags show both
     nodes."""
     pytest.importorskip("hydra_plugins.hydra_ray_launcher.ray_launcher", reason="the `scale` extra is not installed")
-    from mlflow.tracking import MlflowClient
 
     server_command, sweep_command = documented_recipe()
     with documented_server(server_command, database, tmp_path) as url:
@@ -147,19 +164,7 @@ def test_the_documented_ray_cluster_recipe_runs_and_records_where_each_trial_ran
         size = [*SMALL, "hydra.sweeper.n_trials=6", f"hydra.sweep.dir={sweep}", f"workdir={tmp_path / '.qframe'}"]
         # a job takes a whole node (2 CPUs): the two jobs of a batch run one on each node, as on nodes of 1 CPU
         size.append("++hydra.launcher.ray.remote.num_cpus=2")
-        proc = subprocess.run(
-            [sys.executable, "-m", "qframe", *words[1:], *size],
-            cwd=tmp_path,
-            env=driver_env(cluster.env),
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert proc.returncode == 0, proc.stderr[-4000:]
-        assert "sweep done: 6 complete, 0 failed" in proc.stdout, proc.stdout[-2000:]
-        client = MlflowClient(url)
-        experiment = client.get_experiment_by_name("qframe")
-        runs = client.search_runs([experiment.experiment_id], "tags.qframe.trial LIKE '%'", max_results=50)
+        _, runs = six_trial_sweep([*words[1:], *size], driver_env(cluster.env), tmp_path, url)
     alive = set(node_ids.values())
     assert sorted(int(r.data.tags["qframe.trial"]) for r in runs) == list(range(6))
     assert {r.info.status for r in runs} == {"FINISHED"}
@@ -173,7 +178,6 @@ def test_the_documented_ray_cluster_recipe_runs_and_records_where_each_trial_ran
 
 
 def test_a_sweep_on_two_nodes_refills_its_slots_and_records_where_each_trial_ran(cluster, node_ids, database, tmp_path):
-    from mlflow.tracking import MlflowClient
 
     # a loaded machine: the server imports MLflow and creates its tables in a new database (minutes at worst)
     server_log = tmp_path / "server.log"
@@ -191,19 +195,7 @@ def test_a_sweep_on_two_nodes_refills_its_slots_and_records_where_each_trial_ran
             f"workdir={tmp_path / '.qframe'}",
             *SMALL,
         ]
-        proc = subprocess.run(
-            [sys.executable, "-m", "qframe", *args],
-            cwd=tmp_path,
-            env=driver_env(cluster.env),
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert proc.returncode == 0, proc.stderr[-4000:]
-        assert "sweep done: 6 complete, 0 failed" in proc.stdout, proc.stdout[-2000:]
-        client = MlflowClient(server.url)
-        experiment = client.get_experiment_by_name("qframe")
-        runs = client.search_runs([experiment.experiment_id], "tags.qframe.trial LIKE '%'", max_results=50)
+        proc, runs = six_trial_sweep(args, driver_env(cluster.env), tmp_path, server.url)
     alive = set(node_ids.values())
     output = proc.stdout + proc.stderr
     # the inputs were loaded and put into the object store once, for all six trials
