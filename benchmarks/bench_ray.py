@@ -9,7 +9,7 @@ the comparison is the launchers'), ``model.num_threads=1`` per trial. Per launch
   on each worker process (a fork trial is always a fresh child: all of them count);
 * the first trials' start-up: the overhead of each worker's first trial (median), and the sweep's set-up (command
   start to the first submit);
-* the hardware ceiling before and after each launcher's two sweeps (``benchmarks/hardware.py``): what two
+* the hardware ceiling before the sweeps and after each launcher's two (``benchmarks/hardware.py``): what two
   processes at once get from this machine's cores, the most any 2-slot / 1-slot ratio can reach.
 
     .venv/bin/python benchmarks/bench_ray.py                         # 20 trials on the default market (long)
@@ -139,14 +139,16 @@ def main() -> None:
     rows = []
     ceilings: dict[str, list[dict[str, float]]] = {}
     print(f"load average at start: {os.getloadavg()}", flush=True)
+    # before the tracking server starts: its start-up (a dozen processes importing MLflow) would be measured too
+    before = print_ceiling("before the sweeps")
     with mlflow_server(f"sqlite:///{workdir / 'server.db'}", workdir / "server.log", workdir / "served", 2, 300) as s:
         for label in [name for name in args.only.split(",") if name]:
-            ceilings[label] = [print_ceiling(f"before {label}")]
             with launcher_env(label, workdir) as (overrides, env):
                 for slots in (1, 2):
                     rows.append(sweep(workdir, label, slots, args.trials, s.url, overrides, env))
                     print(json.dumps(rows[-1]), flush=True)
-            ceilings[label].append(print_ceiling(f"after {label}"))
+            after = print_ceiling(f"after {label}")
+            ceilings[label], before = [before, after], after  # a launcher's pair: the ceilings just before and after
     print(f"load average at the end: {os.getloadavg()}")
     print(
         f"{'launcher':<12} {'slots':>5} {'done':>5} {'workers':>7} {'overhead med s':>14} {'p90 s':>7} "
